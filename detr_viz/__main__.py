@@ -1,0 +1,111 @@
+"""Command line: python -m detr_viz IMAGE [--model NAME|PATH] [--threshold T] [--out DIR]
+
+Runs one traced forward pass, prints every stage with its shape, and writes the panoptic PNG,
+the segments JSON and the trace (.npz) to DIR.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import MODELS, ImageError, WeightsUnavailable, create_model, trace
+from .device import device_name
+from .models import DEFAULT_MODEL, OFFLINE_MODEL
+from .stages import STEPS, stage
+from .weights import terminal_progress
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m detr_viz",
+                                description="Trace DETR panoptic segmentation on one image.")
+    p.add_argument("image", help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF)")
+    p.add_argument("--model", default="auto",
+                   help=f"registry name ({', '.join(MODELS)}), a checkpoint path, or 'auto' "
+                        f"(default: {DEFAULT_MODEL} if its weights can be had, else {OFFLINE_MODEL})")
+    p.add_argument("--checkpoint", help="local .pth file with the weights for --model (offline use)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="score threshold of the merge (default: the model's, 0.85 for official models)")
+    p.add_argument("--queries", type=int, nargs="*", default=(),
+                   help="extra query indices to run through the mask head")
+    p.add_argument("--out", default="detr_viz_out", help="output folder (default: detr_viz_out)")
+    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
+    p.add_argument("--no-npz", action="store_true", help="do not write the trace .npz")
+    return p
+
+
+def _load_model(args):
+    """The model asked for; 'auto' falls back to the offline toy-world model with a note."""
+    bar = terminal_progress("downloading weights")
+    if args.model == "auto":
+        try:
+            return create_model(DEFAULT_MODEL, weights=args.checkpoint or "official", device=args.device,
+                                progress=bar)
+        except WeightsUnavailable as e:
+            print(f"note: the official {DEFAULT_MODEL} weights are not available ({e}).\n"
+                  f"      Using the offline '{OFFLINE_MODEL}' model instead.", file=sys.stderr)
+            return create_model(OFFLINE_MODEL, weights="official", device=args.device)
+    if args.model in MODELS:
+        return create_model(args.model, weights=args.checkpoint or "official", device=args.device, progress=bar)
+    return create_model(args.model, device=args.device)
+
+
+def _progress(step: int, text: str) -> None:
+    print(f"  step {step}/7  {text} ...", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        model = _load_model(args)
+    except (WeightsUnavailable, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"model {model.model_name} ({model.weights_source}) on {device_name(next(model.parameters()).device)}",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    try:
+        t = trace(model, args.image, threshold=args.threshold, queries=list(args.queries), progress=_progress)
+    except ImageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    elapsed = time.perf_counter() - t0
+
+    print(format_table(t))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.image).stem
+    (out / f"{stem}_panoptic.png").write_bytes(t.panoptic.png_bytes())
+    (out / f"{stem}_segments.json").write_text(t.panoptic.segments_json())
+    if not args.no_npz:
+        t.to_npz(out / f"{stem}_trace.npz")
+    segs = ", ".join(f"{s['name']} ({s['score']:.2f})" for s in t.panoptic.segments) or "none"
+    print(f"\n{len(t.panoptic.segments)} segments at threshold {t.threshold}: {segs}")
+    print(f"traced in {elapsed:.2f} s; wrote {out}/{stem}_panoptic.png, _segments.json"
+          + ("" if args.no_npz else ", _trace.npz"))
+    return 0
+
+
+def format_table(t) -> str:
+    """Stage / shape table grouped by the seven steps, with the time each block took."""
+    lines = [f"image {t.pre.original_size[1]}x{t.pre.original_size[0]} -> network input "
+             f"{t.pre.processed_size[1]}x{t.pre.processed_size[0]} (W x H); mask head ran for queries "
+             f"{t.mask_queries}"]
+    current = None
+    for name in t.names():
+        st = stage(name)
+        if st.step != current:
+            current = st.step
+            lines.append(f"\nStep {st.step}/7  {STEPS[st.step - 1].title}")
+        lines.append(f"  {name:<32} {' x '.join(map(str, t.shape(name))):<24} {st.description}")
+    lines.append("\nStep 7/7  " + STEPS[6].title)
+    lines.append(f"  kept queries {list(map(int, t.panoptic.kept))}; id map {t.panoptic.id_map.shape[1]}x"
+                 f"{t.panoptic.id_map.shape[0]}")
+    lines.append("\nTime per block (s): " + json.dumps({k: round(v, 3) for k, v in t.timings.items()}))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,446 @@
+"""One forward pass with every intermediate tensor recorded, under the names of `stages.py`.
+
+`trace(model, image)` runs the model's own forward pieces (`detect`, `attention_maps`,
+`mask_logits`) with forward hooks and pre-hooks on its modules; nothing of the forward is
+re-implemented here. The mask head runs only for the queries that matter (those kept by the
+merge, plus any asked for); `Trace.ensure_queries` runs it for more queries later. Stored
+tensors are detached and on the CPU.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .categories import CategoryTable, get_categories
+from .device import device_name, synchronize
+from .images import Preprocessed, load_image, preprocess
+from .postprocess import PanopticResult, postprocess_panoptic
+from .stages import stage, stage_names
+
+# Per-head encoder self-attention (B x M x hw x hw) is stored when hw is at most this; above it
+# (e.g. DC5 at 800 x 1066: hw = 3350, 359 MB a layer) it is recomputed on request from the
+# layer's stored queries/keys.
+ENCODER_ATTENTION_STORE_LIMIT = 1600
+
+# Top-level blocks timed (and reported to the progress callback): module name -> timing key.
+TIMED_BLOCKS = {
+    "detr.backbone": "backbone",
+    "detr.input_proj": "input_proj",
+    "detr.transformer.encoder": "encoder",
+    "detr.transformer.decoder": "decoder",
+    "detr.class_embed": "heads",
+    "detr.bbox_embed": "heads",
+    "bbox_attention": "bbox_attention",
+    "mask_head": "mask_head",
+}
+PROGRESS_TEXT = {
+    "backbone": (1, "CNN backbone: Res2..Res5"),
+    "input_proj": (1, "input_proj: Res5 -> d channels"),
+    "encoder": (2, "transformer encoder"),
+    "decoder": (3, "transformer decoder"),
+    "bbox_attention": (4, "box attention maps"),
+    "mask_head": (6, "mask head (FPN upsampling)"),
+    "merge": (7, "panoptic merge"),
+}
+
+
+def _model_lock(model) -> threading.RLock:
+    """One lock per model: hooks on a shared model must not see another session's forward."""
+    lock = model.__dict__.get("_detr_viz_lock")
+    if lock is None:
+        lock = model.__dict__.setdefault("_detr_viz_lock", threading.RLock())
+    return lock
+
+
+def _cpu(t):
+    return t.detach().to("cpu") if isinstance(t, torch.Tensor) else t
+
+
+def _stage_modules(cfg) -> dict:
+    """module name -> stage name, for modules whose plain output is the stage."""
+    body = "detr.backbone.0.body."
+    m = {body + "conv1": "backbone.conv1", body + "bn1": "backbone.bn1", body + "relu": "backbone.relu",
+         body + "maxpool": "backbone.maxpool", body + "layer1": "backbone.res2", body + "layer2": "backbone.res3",
+         body + "layer3": "backbone.res4", body + "layer4": "backbone.res5",
+         "detr.backbone.1": "position", "detr.input_proj": "input_proj",
+         "detr.class_embed": "decoder.class_logits", "bbox_attention.q_linear": "bbox_attention.q",
+         "bbox_attention": "bbox_attention"}
+    for i in range(cfg.enc_layers):
+        m[f"detr.transformer.encoder.layers.{i}"] = f"encoder.layer{i}"
+    for i in range(cfg.dec_layers):
+        m[f"detr.transformer.decoder.layers.{i}"] = f"decoder.layer{i}"
+    for part in ("concat", "lay1", "gn1", "relu1", "lay2", "gn2", "relu2", "adapter1", "up1", "fpn1",
+                 "lay3", "gn3", "relu3", "adapter2", "up2", "fpn2", "lay4", "gn4", "relu4",
+                 "adapter3", "up3", "fpn3", "lay5", "gn5", "relu5", "out_lay"):
+        m[f"mask_head.{part}"] = f"mask_head.{part}"
+    return m
+
+
+def _per_head(module, args, kwargs):
+    """Forward pre-hook: make nn.MultiheadAttention return per-head weights (B, M, L, S)."""
+    kwargs["need_weights"] = True
+    kwargs["average_attn_weights"] = False
+    return args, kwargs
+
+
+class _Recorder:
+    """Registers the hooks that fill `store`, `timings` and `modules`; removes them on exit."""
+
+    def __init__(self, model, store: dict, timings: dict, modules: dict, *, store_encoder_attention: bool,
+                 only_prefix: str | None = None, progress=None):
+        self.model, self.store, self.timings, self.modules = model, store, timings, modules
+        self.store_enc_attn = store_encoder_attention
+        self.only_prefix = only_prefix
+        self.progress = progress
+        self.device = next(model.parameters()).device
+        self.handles = []
+        self._t0 = {}
+
+    def _want(self, name):
+        return self.only_prefix is None or name.startswith(self.only_prefix)
+
+    def __enter__(self):
+        cfg = self.model.config
+        targets = _stage_modules(cfg)
+        named = dict(self.model.named_modules())
+        for name, mod in named.items():
+            if not self._want(name):
+                continue
+            self.handles.append(mod.register_forward_hook(self._shape_hook(name)))
+            if name in targets:
+                self.handles.append(mod.register_forward_hook(self._store_hook(targets[name])))
+            if name in TIMED_BLOCKS:
+                key = TIMED_BLOCKS[name]
+                self.handles.append(mod.register_forward_pre_hook(self._start(key)))
+                self.handles.append(mod.register_forward_hook(self._stop(key)))
+        if self.only_prefix is None:
+            self._register_special(named, cfg)
+        return self
+
+    def _register_special(self, named, cfg):
+        h = self.handles
+        h.append(named["detr"].register_forward_pre_hook(self._detr_inputs))
+        h.append(named["detr"].register_forward_hook(self._detr_outputs))
+        h.append(named["detr.backbone.0"].register_forward_hook(
+            lambda m, a, out: self._put("backbone.mask", out[1][-1])))
+        h.append(named["detr.transformer"].register_forward_pre_hook(
+            lambda m, a: self._put("decoder.query_embed", a[2])))
+        h.append(named["detr.transformer"].register_forward_hook(self._transformer_outputs))
+        for i in range(cfg.enc_layers):
+            attn = named[f"detr.transformer.encoder.layers.{i}.self_attn"]
+            if self.store_enc_attn:
+                h.append(attn.register_forward_pre_hook(_per_head, with_kwargs=True))
+                h.append(attn.register_forward_hook(self._attn_hook(f"encoder.layer{i}.self_attn")))
+            else:   # keep q (= k) and the padding mask; weights are recomputed on request
+                h.append(attn.register_forward_pre_hook(self._qk_hook(i), with_kwargs=True))
+        for i in range(cfg.dec_layers):
+            for mod_name, st in (("self_attn", "self_attn"), ("multihead_attn", "cross_attn")):
+                attn = named[f"detr.transformer.decoder.layers.{i}.{mod_name}"]
+                h.append(attn.register_forward_pre_hook(_per_head, with_kwargs=True))
+                h.append(attn.register_forward_hook(self._attn_hook(f"decoder.layer{i}.{st}")))
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    # -- hook factories -------------------------------------------------------------------
+    def _put(self, name, tensor):
+        self.store[name] = _cpu(tensor)
+
+    def _store_hook(self, stage_name):
+        return lambda m, a, out: self._put(stage_name, out)
+
+    def _attn_hook(self, stage_name):
+        return lambda m, a, out: self._put(stage_name, out[1])   # (B, M, L, S) per-head weights
+
+    def _qk_hook(self, i):
+        def hook(m, args, kwargs):
+            self.store[f"_enc_q{i}"] = _cpu(args[0])             # (hw, B, d) = src + pos
+            self.store[f"_enc_kpm{i}"] = _cpu(kwargs.get("key_padding_mask"))
+        return hook
+
+    def _shape_hook(self, name):
+        def hook(m, a, out):
+            shapes = _shapes(out)
+            prev = self.modules.get(name)
+            calls = (prev[2] + 1) if prev else 1
+            self.modules[name] = (type(m).__name__, shapes if not prev or calls == 1 else prev[1], calls)
+        return hook
+
+    def _start(self, key):
+        def hook(m, a):
+            synchronize(self.device)
+            self._t0[key] = time.perf_counter()
+            if self.progress is not None and key in PROGRESS_TEXT:
+                self.progress(*PROGRESS_TEXT[key])
+        return hook
+
+    def _stop(self, key):
+        def hook(m, a, out):
+            synchronize(self.device)
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - self._t0.pop(key)
+        return hook
+
+    def _detr_inputs(self, m, args):
+        self._put("input", args[0])                                  # (B, 3, H, W)
+        self._put("input.mask", args[1])                             # (B, H, W)
+
+    def _detr_outputs(self, m, args, det):
+        self._put("decoder.boxes", det.boxes)                        # (L, B, N, 4)
+        self._put("pred_logits", det.pred_logits)                    # (B, N, C+1)
+        self._put("pred_boxes", det.pred_boxes)                      # (B, N, 4)
+
+    def _transformer_outputs(self, m, args, out):
+        hs, memory = out
+        self._put("decoder.hs", hs)                                  # (L, B, N, d)
+        self._put("memory", memory)                                  # (B, d, h, w)
+
+
+def _shapes(out):
+    if isinstance(out, torch.Tensor):
+        return "x".join(map(str, out.shape))
+    if isinstance(out, (list, tuple)):
+        return "[" + ", ".join(_shapes(o) for o in out if o is not None) + "]"
+    if hasattr(out, "__dataclass_fields__"):
+        return type(out).__name__
+    return type(out).__name__
+
+
+@dataclass
+class Trace:
+    """Every stage of one forward pass. `trace[name]` gives a tensor (CPU, detached)."""
+    model: torch.nn.Module
+    image: "object"                      # the original RGB PIL image (EXIF orientation applied)
+    pre: Preprocessed                    # network input + original / processed sizes
+    threshold: float
+    categories: CategoryTable
+    device: str
+    device_name: str
+    tensors: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)       # seconds per block (backbone, encoder, ...)
+    modules_seen: dict = field(default_factory=dict)  # module name -> (type, output shapes, calls)
+    mask_queries: list = field(default_factory=list)  # rows of the per-query stages
+    panoptic: PanopticResult | None = None
+    _det: object = None                               # Detection on the model's device, for more queries
+
+    # -- access -------------------------------------------------------------------------------
+    @property
+    def config(self):
+        return self.model.config
+
+    def names(self) -> list[str]:
+        """Stage names present in this trace, in pipeline order."""
+        return [n for n in stage_names(self.config) if n in self]
+
+    def __contains__(self, name):
+        return name in self.tensors or (name.startswith("encoder.layer") and name.endswith(".self_attn")
+                                        and f"_enc_q{name.split('.')[1][5:]}" in self.tensors)
+
+    def __getitem__(self, name) -> torch.Tensor:
+        if name in self.tensors:
+            return self.tensors[name]
+        if name in self:                  # encoder attention, recomputed from q/k
+            return self.encoder_attention(int(name.split(".")[1][5:]))
+        stage(name)                       # raises KeyError for names that are not stages at all
+        raise KeyError(f"stage {name!r} was not recorded in this trace")
+
+    def shape(self, name) -> tuple:
+        return tuple(self[name].shape) if name in self.tensors else self._lazy_shape(name)
+
+    def _lazy_shape(self, name):
+        q = self.tensors[f"_enc_q{name.split('.')[1][5:]}"]
+        return (q.shape[1], self.config.nheads, q.shape[0], q.shape[0])
+
+    @property
+    def modules(self) -> list[tuple[str, str, str]]:
+        """Every named submodule with its type and output shape ("not called" if it never ran)."""
+        rows = []
+        for name, mod in self.model.named_modules():
+            if name in self.modules_seen:
+                typ, shapes, calls = self.modules_seen[name]
+                rows.append((name or "(root)", typ, shapes + (f" (x{calls} calls)" if calls > 1 else "")))
+            else:
+                rows.append((name or "(root)", type(mod).__name__, "not called"))
+        return rows
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(h, w) of the res5 grid the transformer works on."""
+        return tuple(self.tensors["memory"].shape[-2:])
+
+    # -- derived views --------------------------------------------------------------------------
+    def encoder_attention(self, layer: int) -> torch.Tensor:
+        """(B, M, hw, hw) per-head self-attention of an encoder layer (stored or recomputed)."""
+        name = f"encoder.layer{layer}.self_attn"
+        if name in self.tensors:
+            return self.tensors[name]
+        attn = self.model.detr.transformer.encoder.layers[layer].self_attn
+        q = self.tensors[f"_enc_q{layer}"]
+        kpm = self.tensors[f"_enc_kpm{layer}"]
+        dev = next(self.model.parameters()).device
+        with torch.no_grad(), _model_lock(self.model):
+            qd = q.to(dev)
+            w = attn(qd, qd, qd, key_padding_mask=None if kpm is None else kpm.to(dev),
+                     need_weights=True, average_attn_weights=False)[1]
+        return w.cpu()
+
+    def encoder_attention_row(self, layer: int, index: int) -> torch.Tensor:
+        """(M, h, w): where grid cell `index` (row-major) looks in an encoder layer, per head."""
+        h, w = self.grid
+        name = f"encoder.layer{layer}.self_attn"
+        if name in self.tensors:
+            row = self.tensors[name][0, :, index]                       # (M, hw)
+        else:
+            attn = self.model.detr.transformer.encoder.layers[layer].self_attn
+            q = self.tensors[f"_enc_q{layer}"]                          # (hw, B, d)
+            kpm = self.tensors[f"_enc_kpm{layer}"]
+            dev = next(self.model.parameters()).device
+            with torch.no_grad(), _model_lock(self.model):
+                qd = q.to(dev)
+                row = attn(qd[index:index + 1], qd, qd, key_padding_mask=None if kpm is None else kpm.to(dev),
+                           need_weights=True, average_attn_weights=False)[1][0, :, 0].cpu()
+        return row.reshape(-1, h, w)
+
+    @property
+    def class_probs(self) -> torch.Tensor:
+        """(L, B, N, C+1) softmax of every decoder layer's class logits."""
+        return self["decoder.class_probs"]
+
+    def query(self, name: str, q: int) -> torch.Tensor:
+        """One query's slice of a per-query stage (runs the mask head for it if needed)."""
+        if not stage(name).per_query:
+            raise ValueError(f"{name} is not a per-query stage")
+        self.ensure_queries([q])
+        row = self.mask_queries.index(int(q))
+        t = self.tensors[name]
+        return t[:, row] if name == "pred_masks" else t[row]
+
+    # -- more queries, other thresholds ------------------------------------------------------
+    def ensure_queries(self, queries) -> None:
+        """Run the mask head (hooked) for queries not traced yet."""
+        new = [int(q) for q in dict.fromkeys(queries) if int(q) not in self.mask_queries]
+        if not new:
+            return
+        n = self.config.num_queries
+        bad = [q for q in new if not 0 <= q < n]
+        if bad:
+            raise IndexError(f"queries {bad} out of range 0..{n - 1}")
+        store = {}
+        with torch.no_grad(), _model_lock(self.model), _Recorder(
+                self.model, store, {}, {}, store_encoder_attention=False, only_prefix="mask_head"):
+            bbox = self._bbox_attention_on_device()[:, new]             # (B, K', M, h, w)
+            masks = self.model.mask_logits(self._det, bbox)             # (B, K', H/4, W/4)
+        store["pred_masks"] = _cpu(masks)
+        for name, t in store.items():
+            dim = 1 if name == "pred_masks" else 0
+            if stage(name).per_query:
+                self.tensors[name] = torch.cat([self.tensors[name], t], dim=dim) if name in self.tensors else t
+        self.mask_queries.extend(new)
+
+    def _bbox_attention_on_device(self):
+        dev = next(self.model.parameters()).device
+        return self.tensors["bbox_attention"].to(dev)
+
+    def merge(self, threshold: float | None = None, target_size=None) -> PanopticResult:
+        """The panoptic merge at another threshold (tracing newly kept queries first)."""
+        threshold = self.threshold if threshold is None else float(threshold)
+        probs = self.tensors["pred_logits"][0].softmax(-1)
+        scores, labels = probs.max(-1)
+        kept = torch.nonzero(labels.ne(probs.shape[-1] - 1) & (scores > threshold)).flatten().tolist()
+        self.ensure_queries(kept)
+        outputs = {"pred_logits": self.tensors["pred_logits"], "pred_masks": self.tensors["pred_masks"],
+                   "mask_queries": self.mask_queries}
+        return postprocess_panoptic(outputs, self.pre.processed_size,
+                                    target_size or self.pre.original_size, threshold, self.categories)
+
+    # -- export -------------------------------------------------------------------------------------
+    def to_npz(self, path) -> None:
+        """Every stored stage as a float32/bool array, plus the panoptic id map and segments."""
+        arrays = {n: self.tensors[n].numpy() for n in self.names() if n in self.tensors}
+        arrays["mask_queries"] = np.asarray(self.mask_queries, dtype=np.int64)
+        if self.panoptic is not None:
+            arrays["panoptic.id_map"] = self.panoptic.id_map
+            arrays["panoptic.segments_json"] = np.asarray(self.panoptic.segments_json())
+        np.savez_compressed(path, **arrays)
+
+    def summary(self) -> list[dict]:
+        """One row per stage: name, step, shape, dtype, min, max, mean, description."""
+        rows = []
+        for n in self.names():
+            st = stage(n)
+            if n in self.tensors:
+                t = self.tensors[n]
+                f = t.float() if t.dtype != torch.bool else t.to(torch.float32)
+                stats = (float(f.min()), float(f.max()), float(f.mean())) if t.numel() else (0.0, 0.0, 0.0)
+                dtype = str(t.dtype).replace("torch.", "")
+            else:
+                stats, dtype = (float("nan"),) * 3, "float32 (computed on request)"
+            rows.append({"stage": n, "step": st.step, "shape": " x ".join(map(str, self.shape(n))),
+                         "dtype": dtype, "min": stats[0], "max": stats[1], "mean": stats[2],
+                         "description": st.description})
+        return rows
+
+    @property
+    def total_time(self) -> float:
+        return sum(self.timings.values())
+
+
+def kept_queries(pred_logits: torch.Tensor, threshold: float) -> list[int]:
+    """Indices of queries the merge keeps: argmax not no-object and score > threshold."""
+    probs = pred_logits.reshape(-1, pred_logits.shape[-1]).softmax(-1)   # (N, C+1)
+    scores, labels = probs.max(-1)
+    return torch.nonzero(labels.ne(probs.shape[-1] - 1) & (scores > threshold)).flatten().tolist()
+
+
+def best_query(pred_logits: torch.Tensor) -> int:
+    """The query with the highest probability of a real class (no-object excluded)."""
+    probs = pred_logits.reshape(-1, pred_logits.shape[-1]).softmax(-1)[:, :-1]   # (N, C)
+    return int(probs.max(-1).values.argmax())
+
+
+def trace(model, image, threshold: float | None = None, queries=None, progress=None,
+          size: int = 800, max_size: int | None = 1333) -> Trace:
+    """Run `model` once on `image` (path, bytes, file object or PIL image) and record every stage.
+
+    threshold: score threshold of the merge (default: the model config's, 0.85 for the official
+      checkpoints). queries: extra query indices to run through the mask head besides the kept
+      ones. progress: optional callable(step_number, text), called as each block starts.
+    size, max_size: the resize of the official evaluation (shorter side 800, longer at most 1333).
+    """
+    model.eval()
+    cfg = model.config
+    threshold = cfg.threshold if threshold is None else float(threshold)
+    pil = load_image(image)
+    pre = preprocess(pil, size=size, max_size=max_size)
+    dev = next(model.parameters()).device
+    t = Trace(model=model, image=pil, pre=pre, threshold=threshold,
+              categories=get_categories(cfg.categories, cfg.num_classes),
+              device=str(dev), device_name=device_name(dev))
+    x = pre.tensor.to(dev)                                              # (1, 3, H, W)
+    hw = math.ceil(x.shape[-2] / cfg.stride) * math.ceil(x.shape[-1] / cfg.stride)
+    with torch.no_grad(), _model_lock(model), _Recorder(
+            model, t.tensors, t.timings, t.modules_seen,
+            store_encoder_attention=hw <= ENCODER_ATTENTION_STORE_LIMIT, progress=progress):
+        det = model.detect(x)
+        bbox = model.attention_maps(det)                                # (1, N, M, h, w) all queries
+        wanted = list(dict.fromkeys(kept_queries(det.pred_logits, threshold) + [int(q) for q in (queries or [])]))
+        if not wanted:      # nothing kept: still trace the most confident query, so every stage has data
+            wanted = [best_query(det.pred_logits)]
+        masks = model.mask_logits(det, bbox[:, wanted])                 # (1, K, H/4, W/4)
+    t._det = det
+    t.tensors["pred_masks"] = _cpu(masks)
+    t.tensors["decoder.class_probs"] = t.tensors["decoder.class_logits"].softmax(-1)
+    t.mask_queries = wanted
+    if progress is not None:
+        progress(*PROGRESS_TEXT["merge"])
+    t0 = time.perf_counter()
+    t.panoptic = t.merge(threshold)
+    t.timings["merge"] = time.perf_counter() - t0
+    return t
