@@ -79,7 +79,27 @@ def _stage_modules(cfg) -> dict:
                  "lay3", "gn3", "relu3", "adapter2", "up2", "fpn2", "lay4", "gn4", "relu4",
                  "adapter3", "up3", "fpn3", "lay5", "gn5", "relu5", "out_lay"):
         m[f"mask_head.{part}"] = f"mask_head.{part}"
-    return m
+    return {mod: st for mod, st in m.items() if st not in DERIVED}
+
+
+# Stages not stored but re-made on request by the model's own parameter-free modules (or a frozen
+# BN) from a stored neighbour: the ReLUs, the nearest upsamplings and the FPN sums of the mask head,
+# and the stem's BN/ReLU. Values are bit-identical to the forward's; memory drops by about 60 %
+# (R50 at 800 x 1066: 45 MB -> 16 MB per traced query, and 110 MB less in the stem).
+# name -> (source stage, fn(model, trace, x) -> stage)
+def _up(k):
+    return lambda model, t, x: getattr(model.mask_head, f"up{k}")(x, t.tensors[f"mask_head.adapter{k}"].shape[-2:])
+
+
+DERIVED = {
+    "backbone.bn1": ("backbone.conv1", lambda model, t, x: model.detr.backbone[0].body.bn1(x)),
+    "backbone.relu": ("backbone.bn1", lambda model, t, x: model.detr.backbone[0].body.relu(x)),
+    **{f"mask_head.relu{k}": (f"mask_head.gn{k}", lambda model, t, x, k=k: getattr(model.mask_head, f"relu{k}")(x))
+       for k in range(1, 6)},
+    **{f"mask_head.up{k}": (f"mask_head.relu{k + 1}", _up(k)) for k in range(1, 4)},
+    **{f"mask_head.fpn{k}": (f"mask_head.up{k}", lambda model, t, x, k=k: x + t.tensors[f"mask_head.adapter{k}"])
+       for k in range(1, 4)},
+}
 
 
 def _per_head(module, args, kwargs):
@@ -214,6 +234,11 @@ def _shapes(out):
 
 
 @dataclass
+class _DeviceView:
+    tensors: dict
+
+
+@dataclass
 class Trace:
     """Every stage of one forward pass. `trace[name]` gives a tensor (CPU, detached)."""
     model: torch.nn.Module
@@ -240,21 +265,49 @@ class Trace:
         return [n for n in stage_names(self.config) if n in self]
 
     def __contains__(self, name):
-        return name in self.tensors or (name.startswith("encoder.layer") and name.endswith(".self_attn")
-                                        and f"_enc_q{name.split('.')[1][5:]}" in self.tensors)
+        if name in self.tensors:
+            return True
+        if name in DERIVED:
+            return DERIVED[name][0] in self
+        return (name.startswith("encoder.layer") and name.endswith(".self_attn")
+                and f"_enc_q{name.split('.')[1][5:]}" in self.tensors)
 
     def __getitem__(self, name) -> torch.Tensor:
         if name in self.tensors:
             return self.tensors[name]
+        if name in DERIVED and name in self:
+            return self._derive(name)
         if name in self:                  # encoder attention, recomputed from q/k
             return self.encoder_attention(int(name.split(".")[1][5:]))
         stage(name)                       # raises KeyError for names that are not stages at all
         raise KeyError(f"stage {name!r} was not recorded in this trace")
 
-    def shape(self, name) -> tuple:
-        return tuple(self[name].shape) if name in self.tensors else self._lazy_shape(name)
+    def _derive(self, name, rows=None) -> torch.Tensor:
+        """A DERIVED stage for all traced queries, or only rows `rows` of a per-query stage."""
+        if name not in DERIVED:
+            t = self.tensors[name]
+            return t if rows is None else t[rows]
+        source, fn = DERIVED[name]
+        x = self._derive(source, rows)
+        dev = next(self.model.parameters()).device
+        with torch.no_grad():
+            return _cpu(fn(self.model, self._on(dev), x.to(dev)))
 
-    def _lazy_shape(self, name):
+    def _on(self, dev):
+        """A view of this trace whose stored tensors are on `dev` (for DERIVED functions)."""
+        if dev.type == "cpu":
+            return self
+        return _DeviceView({k: v.to(dev) for k, v in self.tensors.items() if k.startswith("mask_head.adapter")})
+
+    def shape(self, name) -> tuple:
+        if name in self.tensors:
+            return tuple(self.tensors[name].shape)
+        if name in DERIVED:
+            source = DERIVED[name][0]
+            if name.startswith("mask_head.up") or name.startswith("mask_head.fpn"):
+                k = name[-1]
+                return self.shape(source)[:2] + tuple(self.tensors[f"mask_head.adapter{k}"].shape[-2:])
+            return self.shape(source)
         q = self.tensors[f"_enc_q{name.split('.')[1][5:]}"]
         return (q.shape[1], self.config.nheads, q.shape[0], q.shape[0])
 
@@ -319,8 +372,9 @@ class Trace:
             raise ValueError(f"{name} is not a per-query stage")
         self.ensure_queries([q])
         row = self.mask_queries.index(int(q))
-        t = self.tensors[name]
-        return t[:, row] if name == "pred_masks" else t[row]
+        if name == "pred_masks":
+            return self.tensors[name][:, row]
+        return self._derive(name, [row])[0]
 
     # -- more queries, other thresholds ------------------------------------------------------
     def ensure_queries(self, queries) -> None:
@@ -362,8 +416,9 @@ class Trace:
 
     # -- export -------------------------------------------------------------------------------------
     def to_npz(self, path) -> None:
-        """Every stored stage as a float32/bool array, plus the panoptic id map and segments."""
-        arrays = {n: self.tensors[n].numpy() for n in self.names() if n in self.tensors}
+        """Every stage as a float32/bool array (per-head encoder attention only where it is stored),
+        plus the traced query indices, the panoptic id map and the segments."""
+        arrays = {n: self[n].numpy() for n in self.names() if n in self.tensors or n in DERIVED}
         arrays["mask_queries"] = np.asarray(self.mask_queries, dtype=np.int64)
         if self.panoptic is not None:
             arrays["panoptic.id_map"] = self.panoptic.id_map

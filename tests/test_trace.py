@@ -204,3 +204,26 @@ def test_stage_registry_is_consistent():
         stage("not.a.stage")
     with pytest.raises(KeyError):
         detr_viz.trace(tiny_model(), Image.new("RGB", (64, 64)), size=64)["not.a.stage"]
+
+
+def test_derived_stages_equal_what_the_forward_computed(tiny_confident):
+    """ReLUs, upsamplings and FPN sums are re-made on request; they must equal the live values."""
+    t = detr_viz.trace(tiny_confident, Image.new("RGB", (96, 64), (50, 90, 200)), size=64)
+    seen = {}
+    names = ["mask_head.relu2", "mask_head.up1", "mask_head.fpn1", "mask_head.fpn3", "mask_head.relu5"]
+    handles = [tiny_confident.get_submodule(n).register_forward_hook(
+        lambda m, a, out, n=n: seen.__setitem__(n, out.detach().clone())) for n in names]
+    handles.append(tiny_confident.detr.backbone[0].body.relu.register_forward_hook(
+        lambda m, a, out: seen.__setitem__("backbone.relu", out.detach().clone())))
+    try:
+        with torch.no_grad():
+            det = tiny_confident.detect(t["input"])
+            tiny_confident.mask_logits(det, tiny_confident.attention_maps(det)[:, t.mask_queries])
+    finally:
+        for h in handles:
+            h.remove()
+    for n, live in seen.items():
+        assert n not in t.tensors, f"{n} should not be stored"
+        assert torch.equal(t[n], live), n
+    q = t.mask_queries[1]
+    assert torch.equal(t.query("mask_head.fpn2", q), t["mask_head.fpn2"][1])

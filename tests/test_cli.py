@@ -1,0 +1,51 @@
+"""The command line on a sample image, with a tiny checkpoint (no network)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from conftest import REPO, TINY, tiny_model
+
+SAMPLE = REPO / "assets" / "samples" / "chelsea.png"
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "detr_viz", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "DETR_VIZ_DEVICE": "cpu", **(env or {})})
+
+
+def test_cli_writes_png_json_npz_and_prints_stage_table(tmp_path):
+    ckpt = tmp_path / "tiny.pth"
+    torch.save({"model": tiny_model().state_dict(), "config": TINY.replace(threshold=0.05).to_dict()}, ckpt)
+    out = tmp_path / "out"
+    r = run_cli(SAMPLE, "--model", ckpt, "--out", out, "--queries", "3")
+    assert r.returncode == 0, r.stderr
+    for stage in ("backbone.res5", "encoder.layer0.self_attn", "bbox_attention", "mask_head.fpn3", "pred_masks"):
+        assert stage in r.stdout
+    assert "Step 6/7" in r.stdout and "step 1/7" in r.stderr      # table and progress
+    assert "1 x 256 x 200 x 301" not in r.stdout                   # tiny res2 has 64 channels
+    png, seg, npz = (out / f"chelsea_{s}" for s in ("panoptic.png", "segments.json", "trace.npz"))
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    info = json.loads(seg.read_text())
+    assert info["target_size"] == [300, 451] and info["threshold"] == 0.05
+    z = np.load(npz)
+    assert 3 in z["mask_queries"]
+    assert z["panoptic.id_map"].shape == (300, 451)
+
+
+def test_cli_bad_image_is_a_clear_error(tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a picture")
+    ckpt = tmp_path / "tiny.pth"
+    torch.save({"model": tiny_model().state_dict(), "config": TINY.to_dict()}, ckpt)
+    r = run_cli(bad, "--model", ckpt, "--out", tmp_path)
+    assert r.returncode == 2
+    assert "error:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_unknown_model_is_a_clear_error(tmp_path):
+    r = run_cli(SAMPLE, "--model", "detr-r999", "--out", tmp_path)
+    assert r.returncode == 2 and "unknown model" in r.stderr and "Traceback" not in r.stderr
