@@ -145,7 +145,8 @@ def postprocess_panoptic(outputs, processed_size, target_size=None, threshold: f
     cur_scores, cur_classes = scores[kept], labels[kept]
     cur_masks = masks[rows]                                 # (K, h4, w4)
     if cur_masks.shape[0] > 0:
-        cur_masks = F.interpolate(cur_masks[:, None], size=(h, w), mode="bilinear").squeeze(1)   # (K, h, w)
+        # (1, K, h4, w4) layout as the official code: the kernel path (and last-bit rounding) depends on it
+        cur_masks = F.interpolate(cur_masks[None], size=(h, w), mode="bilinear").squeeze(0)   # (K, h, w)
     else:
         cur_masks = cur_masks.new_zeros((0, h, w))
     cur_masks = cur_masks.flatten(1)                        # (K, h*w)

@@ -83,35 +83,38 @@ def _jitter(rng, rgb, amount=0.08) -> np.ndarray:
     return np.clip(np.asarray(rgb, np.float32) + rng.uniform(-amount, amount, 3), 0, 1)
 
 
-def _texture(rng, name: str, size: int) -> np.ndarray:
-    """(size, size, 3) float texture in [0, 1] of one background class."""
-    fine = rng.random((size, size)).astype(np.float32)[..., None]               # (S, S, 1) speckle
-    yy = np.linspace(0.0, 1.0, size, dtype=np.float32)[:, None, None]          # (S, 1, 1)
+def _texture(rng, name: str, size: int, y0: int = 0, y1: int | None = None) -> np.ndarray:
+    """(y1 - y0, size, 3) float texture in [0, 1] of one background class, rows y0..y1 of the image."""
+    y1 = size if y1 is None else y1
+    rows = slice(y0, y1)
+    n = y1 - y0
+    fine = rng.random((n, size), dtype=np.float32)[..., None]                  # (n, S, 1) speckle
+    yy = (np.arange(y0, y1, dtype=np.float32) / size)[:, None, None]           # (n, 1, 1)
     if name == "sky":
         top, bottom = _jitter(rng, (0.35, 0.58, 0.92)), _jitter(rng, (0.68, 0.82, 0.98))
-        tex = top * (1 - yy) + bottom * yy                                      # vertical gradient
-        clouds = _smooth_noise(rng, size, 4) * 0.6 + _smooth_noise(rng, size, 9) * 0.4
+        clouds = _smooth_noise(rng, size, 4)[rows] * 0.6 + _smooth_noise(rng, size, 9)[rows] * 0.4
         cover = np.clip((clouds - 0.5) * 3.0, 0, 1)[..., None]                  # soft white clouds
-        tex = tex * (1 - 0.8 * cover) + 0.97 * 0.8 * cover
-        return tex + (fine - 0.5) * 0.02
+        tex = (top * (1 - yy) + bottom * yy) * (1 - 0.8 * cover)                # vertical gradient
+        return tex + (0.97 * 0.8 * cover + (fine - 0.5) * 0.02)
     if name == "grass":
         base = _jitter(rng, (0.22, 0.52, 0.16))
-        patches = _smooth_noise(rng, size, 5)[..., None]
-        blades = _smooth_noise(rng, size, 2, aspect=(3, 40))[..., None]         # thin vertical streaks
-        return base * (0.75 + 0.35 * patches) * (0.8 + 0.35 * blades) + (fine - 0.5) * 0.12
+        patches = _smooth_noise(rng, size, 5)[rows]
+        blades = _smooth_noise(rng, size, 2, aspect=(3, 40))[rows]              # thin vertical streaks
+        shade = (0.75 + 0.35 * patches) * (0.8 + 0.35 * blades)
+        return base * shade[..., None] + (fine - 0.5) * 0.12
     if name == "water":
         base = _jitter(rng, (0.12, 0.32, 0.62))
-        xx = np.linspace(0.0, 1.0, size, dtype=np.float32)[None, :, None]
+        xx = np.linspace(0.0, 1.0, size, dtype=np.float32)[None, :]
         period = rng.uniform(0.035, 0.06)
-        wobble = _smooth_noise(rng, size, 3)[..., None]
-        waves = np.sin(2 * np.pi * (yy / period + 1.5 * wobble + 0.3 * np.sin(6 * xx)))
-        glint = np.clip(waves - 0.7, 0, 1) * 1.2                                 # bright crests
-        return base * (0.85 + 0.12 * waves) + glint * 0.5 + (fine - 0.5) * 0.04
+        wobble = _smooth_noise(rng, size, 3)[rows]
+        waves = np.sin(2 * np.pi * (yy[..., 0] / period + 1.5 * wobble + 0.3 * np.sin(6 * xx)))
+        glint = np.clip(waves - 0.7, 0, 1) * 0.6                                 # bright crests
+        return base * (0.85 + 0.12 * waves)[..., None] + (glint[..., None] + (fine - 0.5) * 0.04)
     if name == "road":
         base = _jitter(rng, (0.38, 0.38, 0.40), 0.05)
-        stains = _smooth_noise(rng, size, 6)[..., None]
-        speckle = (fine > 0.85).astype(np.float32) * 0.12 - (fine < 0.1).astype(np.float32) * 0.1
-        return base * (0.85 + 0.3 * stains) + speckle + (fine - 0.5) * 0.08
+        stains = _smooth_noise(rng, size, 6)[rows]
+        speckle = (fine > 0.85) * np.float32(0.12) - (fine < 0.1) * np.float32(0.1)
+        return base * (0.85 + 0.3 * stains)[..., None] + (speckle + (fine - 0.5) * 0.08)
     raise ValueError(f"unknown background {name!r}")
 
 
@@ -259,7 +262,9 @@ def generate_scene(seed: int, size: int = DEFAULT_SIZE, spec: SceneSpec = SPEC) 
     segments = []
     for k, name in enumerate(names):         # stuff first: ids 1..k
         m = bg & (band == k)
-        img[m] = _texture(rng, name, size)[m]
+        rows = np.nonzero(m.any(axis=1))[0]
+        y0, y1 = int(rows[0]), int(rows[-1]) + 1
+        img[y0:y1][m[y0:y1]] = _texture(rng, name, size, y0, y1)[m[y0:y1]]
         segments.append(_segment(len(segments) + 1, name, False, m))
         id_map[m] = segments[-1]["id"]
     _paint_things(rng, img, things, owner)

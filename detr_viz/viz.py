@@ -1,0 +1,193 @@
+"""Drawing helpers shared by the pages (numpy / PIL / matplotlib colour maps; no Streamlit).
+
+Colour maps are perceptually uniform and readable by colour-blind students: `viridis` for
+non-negative values (activations, attention), `cividis` as an alternative, and a blue-white-orange
+diverging map (`coolwarm`-like `PuOr`) for signed values (logits, positions).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from PIL import Image, ImageDraw, ImageFont
+
+SEQUENTIAL = "viridis"
+DIVERGING = "PuOr_r"
+
+
+def to_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def colorize(values, cmap: str = SEQUENTIAL, vmin=None, vmax=None, symmetric: bool = False) -> np.ndarray:
+    """(h, w) values -> (h, w, 3) uint8 through a matplotlib colour map.
+
+    symmetric: scale to [-a, a] with a = max |value| (for signed values such as logits)."""
+    v = to_numpy(values)
+    finite = v[np.isfinite(v)]
+    if symmetric:
+        a = float(np.abs(finite).max()) if finite.size else 1.0
+        vmin, vmax = -a, a
+    vmin = float(finite.min()) if vmin is None and finite.size else (0.0 if vmin is None else vmin)
+    vmax = float(finite.max()) if vmax is None and finite.size else (1.0 if vmax is None else vmax)
+    scaled = (v - vmin) / (vmax - vmin) if vmax > vmin else np.zeros_like(v)
+    rgba = colormaps[cmap](np.clip(np.nan_to_num(scaled), 0, 1))
+    return (rgba[..., :3] * 255).astype(np.uint8)
+
+
+def upscale(array: np.ndarray, size: tuple[int, int], smooth: bool = False) -> np.ndarray:
+    """Resize an (h, w) or (h, w, 3) array to size = (W, H): nearest keeps grid cells visible."""
+    img = Image.fromarray(array if array.dtype == np.uint8 else array.astype(np.float32))
+    return np.asarray(img.resize(size, Image.BILINEAR if smooth else Image.NEAREST))
+
+
+def heatmap(values, size=None, cmap: str = SEQUENTIAL, smooth: bool = False, **kw) -> Image.Image:
+    """(h, w) values as a colour picture, optionally enlarged to size = (W, H)."""
+    rgb = colorize(values, cmap, **kw)
+    img = Image.fromarray(rgb)
+    return img.resize(size, Image.BILINEAR if smooth else Image.NEAREST) if size else img
+
+
+def overlay(image: Image.Image, values, alpha: float = 0.55, cmap: str = SEQUENTIAL, smooth: bool = False,
+            **kw) -> Image.Image:
+    """Blend a heat map of `values` (any grid size) over `image` (resized to the image's size)."""
+    heat = heatmap(values, image.size, cmap, smooth, **kw)
+    return Image.blend(image.convert("RGB"), heat, alpha)
+
+
+def grid(images: list, ncols: int, labels: list | None = None, pad: int = 4, label_height: int = 18,
+         background=(255, 255, 255)) -> Image.Image:
+    """Tile equally sized PIL images into one picture, with an optional label above each."""
+    if not images:
+        return Image.new("RGB", (1, 1), background)
+    w, h = images[0].size
+    lh = label_height if labels else 0
+    nrows = math.ceil(len(images) / ncols)
+    out = Image.new("RGB", (ncols * (w + pad) + pad, nrows * (h + lh + pad) + pad), background)
+    draw = ImageDraw.Draw(out)
+    font = _font(max(11, lh - 5))
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        x, y = pad + c * (w + pad), pad + r * (h + lh + pad)
+        if labels:
+            draw.text((x + 2, y + 1), str(labels[i]), fill=(20, 20, 20), font=font)
+        out.paste(img.convert("RGB"), (x, y + lh))
+    return out
+
+
+def _font(size: int):
+    for name in ("DejaVuSans.ttf", "Arial.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
+def top_channels(features, k: int = 16) -> list[int]:
+    """Indices of the k channels with the highest mean activation. features: (C, h, w)."""
+    f = to_numpy(features)
+    return np.argsort(-f.reshape(f.shape[0], -1).mean(1))[:k].tolist()
+
+
+def channel_grid(features, channels, tile: int = 128, ncols: int = 4, cmap: str = SEQUENTIAL) -> Image.Image:
+    """A grid of the chosen channels of (C, h, w) features, each scaled on its own."""
+    f = to_numpy(features)
+    h, w = f.shape[-2:]
+    size = (tile, max(1, round(tile * h / w)))
+    tiles = [heatmap(f[c], size, cmap) for c in channels]
+    return grid(tiles, ncols, labels=[f"ch {c}" for c in channels])
+
+
+def pca_rgb(features) -> np.ndarray:
+    """(d, h, w) features -> (h, w, 3) uint8: the 3 principal components as R, G, B."""
+    f = to_numpy(features)
+    d, h, w = f.shape
+    x = f.reshape(d, -1).T                                  # (hw, d)
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    pcs = x @ vt[:3].T                                      # (hw, 3)
+    lo, hi = np.percentile(pcs, 1, axis=0), np.percentile(pcs, 99, axis=0)
+    pcs = np.clip((pcs - lo) / np.maximum(hi - lo, 1e-8), 0, 1)
+    return (pcs.reshape(h, w, 3) * 255).astype(np.uint8)
+
+
+def boxes_to_xyxy(boxes, size: tuple[int, int]) -> np.ndarray:
+    """(N, 4) normalised (cx, cy, w, h) -> (N, 4) pixel (x0, y0, x1, y1); size = (H, W)."""
+    b = to_numpy(boxes)
+    H, W = size
+    cx, cy, bw, bh = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    return np.stack([(cx - bw / 2) * W, (cy - bh / 2) * H, (cx + bw / 2) * W, (cy + bh / 2) * H], axis=1)
+
+
+def draw_boxes(image: Image.Image, boxes_xyxy, labels, colors, width: int = 3, dashed=None) -> Image.Image:
+    """Boxes with a label tag each; `dashed[i]` True draws box i dashed (e.g. for stuff)."""
+    img = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(img)
+    font = _font(max(12, img.width // 60))
+    for i, (box, label, color) in enumerate(zip(boxes_xyxy, labels, colors)):
+        x0, y0, x1, y1 = [float(v) for v in box]
+        color = tuple(int(c) for c in color)
+        if dashed is not None and dashed[i]:
+            _dashed_rect(draw, (x0, y0, x1, y1), color, width)
+        else:
+            draw.rectangle((x0, y0, x1, y1), outline=color, width=width)
+        tb = draw.textbbox((x0, y0), label, font=font)
+        ty = max(0, y0 - (tb[3] - tb[1]) - 4)
+        draw.rectangle((x0, ty, x0 + (tb[2] - tb[0]) + 6, ty + (tb[3] - tb[1]) + 4), fill=color)
+        draw.text((x0 + 3, ty + 1), label, fill=_text_color(color), font=font)
+    return img
+
+
+def _text_color(rgb) -> tuple[int, int, int]:
+    return (0, 0, 0) if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else (255, 255, 255)
+
+
+def _dashed_rect(draw, box, color, width, dash: int = 10):
+    x0, y0, x1, y1 = box
+    for (a, b) in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
+        length = math.hypot(b[0] - a[0], b[1] - a[1])
+        n = max(1, int(length // dash))
+        for k in range(0, n, 2):
+            t0, t1 = k / n, min(1.0, (k + 1) / n)
+            draw.line((a[0] + (b[0] - a[0]) * t0, a[1] + (b[1] - a[1]) * t0,
+                       a[0] + (b[0] - a[0]) * t1, a[1] + (b[1] - a[1]) * t1), fill=color, width=width)
+
+
+def mark_cell(image: Image.Image, cell: tuple[int, int], grid_hw: tuple[int, int], color=(255, 0, 0),
+              width: int = 3) -> Image.Image:
+    """Outline grid cell (row, col) of an h x w grid laid over the image."""
+    img = image.convert("RGB").copy()
+    h, w = grid_hw
+    r, c = cell
+    cw, ch = img.width / w, img.height / h
+    ImageDraw.Draw(img).rectangle((c * cw, r * ch, (c + 1) * cw, (r + 1) * ch), outline=color, width=width)
+    return img
+
+
+def panoptic_overlay(image: Image.Image, result, alpha: float = 0.6, outlines: bool = True) -> Image.Image:
+    """The colour panoptic map of a PanopticResult blended over the image (same size)."""
+    rgb = Image.fromarray(result.colorize())
+    if rgb.size != image.size:
+        rgb = rgb.resize(image.size, Image.NEAREST)
+    out = Image.blend(image.convert("RGB"), rgb, alpha)
+    if outlines:
+        ids = np.asarray(Image.fromarray(result.id_map.astype(np.int32)).resize(image.size, Image.NEAREST))
+        edge = np.zeros(ids.shape, bool)
+        edge[:-1] |= ids[:-1] != ids[1:]
+        edge[:, :-1] |= ids[:, :-1] != ids[:, 1:]
+        arr = np.asarray(out).copy()
+        arr[edge] = (255, 255, 255)
+        out = Image.fromarray(arr)
+    return out
+
+
+def fit_width(image: Image.Image, width: int) -> Image.Image:
+    """Scale an image to a display width (keeps the aspect ratio)."""
+    if image.width == width:
+        return image
+    return image.resize((width, max(1, round(image.height * width / image.width))), Image.BILINEAR)

@@ -1,0 +1,164 @@
+"""Page scaffolding: config, context, sidebar, "Step k of 7" header, prev/next links, error guard,
+and the small widgets several pages share (threshold slider, query picker, clickable image)."""
+from __future__ import annotations
+
+import logging
+import traceback
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
+
+import detr_viz
+from detr_viz.stages import STEPS, stage
+from detr_viz.viz import fit_width
+
+from . import state
+
+log = logging.getLogger("detr_viz.app")
+
+# Page files, in curriculum order (0 = home).
+PAGES = {
+    0: ("app.py", "Home"),
+    1: ("pages/1_Backbone.py", "1 · Backbone"),
+    2: ("pages/2_Encoder.py", "2 · Encoder"),
+    3: ("pages/3_Decoder.py", "3 · Decoder"),
+    4: ("pages/4_Box_attention.py", "4 · Box attention"),
+    5: ("pages/5_Concat_Res5.py", "5 · Concat with Res5"),
+    6: ("pages/6_Upsampling.py", "6 · Upsampling"),
+    7: ("pages/7_Merge.py", "7 · Merge"),
+    8: ("pages/8_All_tensors.py", "All tensors"),
+}
+DISPLAY_WIDTH = 720          # default width of a main picture (readable on a projector)
+
+
+def setup(step: int | None, title: str | None = None) -> state.Context:
+    """Every page starts here: page config, the context (image, model, trace), sidebar, header."""
+    name = title or (STEPS[step - 1].title if step and step <= 7 else PAGES.get(step or 0, ("", "detr-viz"))[1])
+    st.set_page_config(page_title=f"detr-viz · {name}", page_icon="🔎", layout="wide")
+    try:
+        ctx = state.ensure_context()
+    except detr_viz.ImageError as e:
+        st.error(f"The current image cannot be used: {e} Pick another image on the Home page.")
+        st.page_link("app.py", label="Go to the Home page", icon="🏠")
+        st.stop()
+    except Exception as e:            # never a raw traceback in the app
+        log.error("context failed: %s", traceback.format_exc())
+        st.error(f"The model could not be run ({type(e).__name__}: {e}). "
+                 "Reload the page; if it keeps failing, choose another model on the Home page.")
+        st.stop()
+    sidebar(ctx)
+    for note in ctx.notes:
+        st.info(note)
+    if step and step <= 7:
+        header(step)
+    elif title:
+        st.title(title)
+    return ctx
+
+
+def header(step: int) -> None:
+    s = STEPS[step - 1]
+    st.caption(f"Step {step} of 7")
+    st.title(s.title)
+    st.markdown(s.summary)
+    if s.question:
+        st.info(f"**The curriculum asks:** *{s.question}*")
+
+
+def sidebar(ctx: state.Context) -> None:
+    with st.sidebar:
+        st.image(ctx.trace.image, caption=ctx.image_name, width="stretch")
+        if ctx.image_credit:
+            st.caption(ctx.image_credit)
+        st.markdown(f"**Model:** `{ctx.model_key}`  \n**Device:** {ctx.trace.device_name}  \n"
+                    f"**Traced in:** {ctx.trace.total_time:.2f} s")
+        st.page_link("app.py", label="Change image or model", icon="🏠")
+
+
+def nav(step: int) -> None:
+    """Previous / next links at the bottom of a page."""
+    st.divider()
+    left, _, right = st.columns([1, 2, 1])
+    if step - 1 in PAGES:
+        path, label = PAGES[step - 1]
+        left.page_link(path, label=f"← {label}")
+    if step + 1 in PAGES:
+        path, label = PAGES[step + 1]
+        right.page_link(path, label=f"{label} →")
+
+
+def guard(render, ctx: state.Context) -> None:
+    """Run a page body; on an unexpected error show a plain message instead of a traceback."""
+    try:
+        render(ctx)
+    except ScriptControlException:     # st.stop / st.rerun must pass through
+        raise
+    except Exception as e:
+        log.error("page failed: %s", traceback.format_exc())
+        st.error(f"Something went wrong while drawing this part of the page ({type(e).__name__}: {e}). "
+                 "Try another query or image; the rest of the app keeps working.")
+
+
+def shapes_table(trace, names: list[str]) -> None:
+    """Stage, live shape and description for the stages a page shows."""
+    rows = [{"stage": n, "shape": " x ".join(map(str, trace.shape(n))), "what it is": stage(n).description}
+            for n in names if n in trace]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def threshold_slider(ctx: state.Context, key: str = "threshold_widget") -> float:
+    """The merge's score threshold; its value survives page switches (session key 'threshold')."""
+    current = float(st.session_state.get(state.K_THRESHOLD, ctx.trace.threshold))
+
+    def _copy():
+        st.session_state[state.K_THRESHOLD] = float(st.session_state[key])
+    st.slider("Score threshold of the merge (keep a query if its class probability is above this)",
+              0.0, 0.99, value=current, step=0.01, key=key, on_change=_copy)
+    return float(st.session_state.get(state.K_THRESHOLD, current))
+
+
+def query_label(ctx: state.Context, q: int) -> str:
+    probs = ctx.trace["pred_logits"][0, q].softmax(-1)
+    score, label = probs.max(-1)
+    return f"query {q}: {ctx.trace.categories.label(int(label))} ({float(score):.2f})"
+
+
+def query_picker(ctx: state.Context, key: str, label: str = "Query", only_kept: bool = False) -> int:
+    """Pick a query: kept ones first (by score), then the others. Remembers the choice across pages."""
+    pan = ctx.panoptic
+    kept = [int(q) for q in pan.kept]
+    others = [q for q in np.argsort(-pan.scores).tolist() if q not in kept]
+    options = kept + ([] if only_kept and kept else others)
+    default = st.session_state.get(state.K_QUERY, options[0] if options else 0)
+    if default not in options:
+        default = options[0]
+
+    def _copy():
+        st.session_state[state.K_QUERY] = int(st.session_state[key])
+    q = st.selectbox(label, options, index=options.index(default), key=key, on_change=_copy,
+                     format_func=lambda q: ("✓ " if q in kept else "") + query_label(ctx, q))
+    st.session_state[state.K_QUERY] = int(q)
+    return int(q)
+
+
+def clickable_image(image: Image.Image, key: str, width: int = DISPLAY_WIDTH) -> tuple[int, int] | None:
+    """Show an image; return the last clicked point in the image's own pixels (None if no click).
+
+    Uses streamlit-image-coordinates; if the component is missing, falls back to two sliders."""
+    shown = fit_width(image, min(width, image.width * 4))
+    try:
+        from streamlit_image_coordinates import streamlit_image_coordinates
+    except ImportError:                # pragma: no cover - fallback when the component is absent
+        st.image(shown)
+        x = st.slider("x (pixels)", 0, image.width - 1, image.width // 2, key=f"{key}_x")
+        y = st.slider("y (pixels)", 0, image.height - 1, image.height // 2, key=f"{key}_y")
+        return x, y
+    value = streamlit_image_coordinates(shown, key=key)
+    if not value:
+        return None
+    sx = image.width / value.get("width", shown.width)
+    sy = image.height / value.get("height", shown.height)
+    return (min(image.width - 1, int(value["x"] * sx)), min(image.height - 1, int(value["y"] * sy)))
