@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
+from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 import detr_viz
@@ -42,7 +43,7 @@ def setup(step: int | None, title: str | None = None) -> state.Context:
         ctx = state.ensure_context()
     except detr_viz.ImageError as e:
         st.error(f"The current image cannot be used: {e} Pick another image on the Home page.")
-        st.page_link("app.py", label="Go to the Home page", icon="🏠")
+        link("app.py", "Go to the Home page", icon="🏠")
         st.stop()
     except Exception as e:            # never a raw traceback in the app
         log.error("context failed: %s", traceback.format_exc())
@@ -75,7 +76,7 @@ def sidebar(ctx: state.Context) -> None:
             st.caption(ctx.image_credit)
         st.markdown(f"**Model:** `{ctx.model_key}`  \n**Device:** {ctx.trace.device_name}  \n"
                     f"**Traced in:** {ctx.trace.total_time:.2f} s")
-        st.page_link("app.py", label="Change image or model", icon="🏠")
+        link("app.py", "Change image or model", icon="🏠")
 
 
 def nav(step: int) -> None:
@@ -84,10 +85,28 @@ def nav(step: int) -> None:
     left, _, right = st.columns([1, 2, 1])
     if step - 1 in PAGES:
         path, label = PAGES[step - 1]
-        left.page_link(path, label=f"← {label}")
+        link(path, f"← {label}", container=left)
     if step + 1 in PAGES:
         path, label = PAGES[step + 1]
-        right.page_link(path, label=f"{label} →")
+        link(path, f"{label} →", container=right)
+
+
+def url_of(path: str) -> str:
+    """The URL path Streamlit gives a page file ("pages/3_Decoder.py" -> "/Decoder", "app.py" -> "/")."""
+    if path == "app.py":
+        return "/"
+    stem = path.rsplit("/", 1)[-1][:-3]
+    return "/" + (stem.split("_", 1)[1] if "_" in stem and stem.split("_", 1)[0].isdigit() else stem)
+
+
+def link(path: str, label: str, icon: str | None = None, container=None) -> None:
+    """st.page_link, falling back to a plain link where the page registry is not available
+    (e.g. a page run on its own in AppTest)."""
+    target = container or st
+    try:
+        target.page_link(path, label=label, icon=icon)
+    except StreamlitAPIException:
+        target.markdown(f"[{label}]({url_of(path)})")
 
 
 def guard(render, ctx: state.Context) -> None:

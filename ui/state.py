@@ -17,13 +17,11 @@ import streamlit as st
 
 import detr_viz
 from detr_viz import samples
-from detr_viz.config import DETRConfig
+from detr_viz.testing import make_confident, tiny_model
 from detr_viz.weights import MODELS, WeightsUnavailable
 
 APP_MODEL_ENV = "DETR_VIZ_APP_MODEL"     # force a model key (tests use "tiny-random")
 TINY_RANDOM = "tiny-random"
-TINY_CONFIG = DETRConfig(backbone="resnet18", hidden_dim=128, nheads=8, enc_layers=1, dec_layers=2,
-                         dim_feedforward=128, num_queries=10, threshold=0.05)
 MAX_TRACES = 6
 
 # Session-state keys (plain keys, not widget keys, so they survive page switches).
@@ -75,11 +73,9 @@ def default_model_key() -> tuple[str, str | None]:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def load_model(key: str):
     """Build a model (weights already on disk: downloads happen on the Home page, with a bar)."""
-    if key == TINY_RANDOM:
-        import torch
-        torch.manual_seed(0)
-        model = detr_viz.create_model(TINY_CONFIG)
-        model.model_name = TINY_RANDOM
+    if key == TINY_RANDOM:           # random weights; a hook makes a few queries confident
+        model = make_confident(tiny_model(seed=1)).to(detr_viz.select_device())
+        model.model_name, model.weights_source = TINY_RANDOM, "random initialisation (test mode)"
         return model
     if key.startswith("local:"):
         return detr_viz.create_model(key[6:])
@@ -130,6 +126,14 @@ class Context:
     def panoptic(self):
         """The merge at the session's threshold (cached on the trace)."""
         return merged(self.trace, self.threshold)
+
+
+def memo(trace, key, fn):
+    """Compute `fn()` once per trace (page-level caches that live as long as the trace)."""
+    cache = trace.__dict__.setdefault("_page_cache", {})
+    if key not in cache:
+        cache[key] = fn()
+    return cache[key]
 
 
 def merged(trace, threshold: float):

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 
 from .categories import CATEGORY_ID, STUFF_NAMES, THING_NAMES, toyworld_categories
 
-DEFAULT_SIZE = 192              # the training size of the shipped model
+DEFAULT_SIZE = 160              # the training size of the shipped model
 VAL_SEED0 = 10_000_000          # validation scenes: VAL_SEED0 + i
 TEST_SEED0 = 20_000_000         # the held-out evaluation scenes: TEST_SEED0 + i (i < 200)
 

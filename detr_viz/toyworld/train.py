@@ -42,8 +42,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def toyworld_model_config(**kw) -> DETRConfig:
     """The architecture of the shipped toy-world model (keyword arguments override fields)."""
     base = dict(backbone="resnet18", dilation=True, hidden_dim=128, nheads=8, enc_layers=2, dec_layers=3,
-                dim_feedforward=256, num_queries=16, num_classes=NUM_CLASSES, dropout=0.0, frozen_bn=True,
-                bbox_attention_scale=8 * 12 * 12, categories="toyworld", threshold=0.7)
+                dim_feedforward=192, num_queries=16, num_classes=NUM_CLASSES, dropout=0.0, frozen_bn=True,
+                bbox_attention_scale=8 * 10 * 10, categories="toyworld", threshold=0.7)
     base.update(kw)
     return DETRConfig(**base)
 

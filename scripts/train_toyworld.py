@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Train the toy-world DETR panoptic model (CPU or GPU), resumable, reproducible by seed.
+
+    python scripts/train_toyworld.py --out runs/toyworld            # the shipped recipe
+    python scripts/train_toyworld.py --out runs/toyworld            # again: resumes from the checkpoint
+    python scripts/train_toyworld.py --out runs/toyworld --release assets/models/toyworld.pt
+    python scripts/train_toyworld.py --plot runs/toyworld/log.jsonl --plot-out docs/toyworld_training.png
+
+Writes <out>/log.jsonl (one JSON record per log line: losses, images/s; validation PQ by merge
+threshold), <out>/checkpoint.pt (every few minutes) and, at the end, <out>/toyworld.pt (float16
+weights + config + meta) and, with --release, a copy with its .sha256 next to it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from detr_viz.toyworld.train import TrainConfig, toyworld_model_config, train  # noqa: E402
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def plot_log(log_path: Path, out_png: Path, threshold: float | None = None) -> None:
+    """Loss curves and validation PQ (overall / things / stuff) against training time."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [json.loads(line) for line in open(log_path)]
+    train_recs = [r for r in recs if r["type"] == "train"]
+    val_recs = [r for r in recs if r["type"] == "val" and "pq" in r]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    t = [r["minutes"] for r in train_recs]
+    for key, label in (("ce", "class CE"), ("l1", "box L1"), ("giou", "box GIoU"),
+                       ("focal", "mask focal"), ("dice", "mask dice")):
+        pts = [(r["minutes"], r[key]) for r in train_recs if key in r]
+        if pts:
+            ax1.plot(*zip(*pts), label=label, lw=1)
+    if t:
+        ax1.set_yscale("log")
+    ax1.set_xlabel("training time (min)")
+    ax1.set_title("training losses (last decoder layer)")
+    ax1.legend(fontsize=8)
+    if val_recs:
+        thr = str(threshold) if threshold is not None else None
+        def pick(r):
+            if thr in r["pq"]:
+                return r["pq"][thr]
+            return max(r["pq"].values(), key=lambda v: v["all"]["pq"])
+        for group, style in (("all", "-"), ("things", "--"), ("stuff", ":")):
+            ax2.plot([r["minutes"] for r in val_recs], [pick(r)[group]["pq"] for r in val_recs],
+                     style, marker="o", ms=3, label=f"PQ {group}")
+        ax2.set_ylim(0, 100)
+        ax2.axhline(70, color="gray", lw=0.5)
+    ax2.set_xlabel("training time (min)")
+    ax2.set_title("validation PQ" + (f" (merge threshold {threshold:g})" if threshold is not None else ""))
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    det_end = next((r["minutes"] for r in train_recs if r.get("phase") == "mask"), None)
+    if det_end is not None:
+        for ax in (ax1, ax2):
+            ax.axvline(det_end, color="k", lw=0.6, ls="--")
+        ax2.text(det_end, 3, " masks start", fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    print(f"wrote {out_png}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "toyworld", help="run folder")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--release", type=Path, help="also copy the final model here (+ .sha256)")
+    p.add_argument("--steps", type=int, help="stop after this many steps (smoke tests)")
+    p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a DETRConfig field, e.g. --model dilation=false")
+    p.add_argument("--plot", type=Path, help="only plot this log.jsonl and exit")
+    p.add_argument("--plot-out", type=Path, default=ROOT / "docs" / "toyworld_training.png")
+    p.add_argument("--plot-threshold", type=float)
+    for f in fields(TrainConfig):
+        if f.name == "val_thresholds":
+            continue
+        kind = {bool: _bool, int: int, float: float, str: str}[type(f.default)]
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None,
+                       help=f"(default {f.default})")
+    args = p.parse_args(argv)
+
+    if args.plot:
+        plot_log(args.plot, args.plot_out, args.plot_threshold)
+        return 0
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                 if f.name != "val_thresholds" and getattr(args, f.name) is not None}
+    tc = TrainConfig(**overrides)
+    model_kw = dict(_parse_kv(kv) for kv in args.model)
+    if "bbox_attention_scale" not in model_kw:
+        dil = model_kw.get("dilation", toyworld_model_config().dilation)
+        model_kw["bbox_attention_scale"] = 8.0 * (tc.size // (16 if dil else 32)) ** 2
+    cfg = toyworld_model_config(**model_kw)
+    print(f"model: {cfg}\ntraining: {tc}", flush=True)
+    out_model = args.out / "toyworld.pt"
+    train(cfg, tc, args.out, resume=not args.fresh, release_path=out_model, stop_after_steps=args.steps)
+    print(f"wrote {out_model} ({out_model.stat().st_size / 1e6:.2f} MB)")
+    if args.release:
+        args.release.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out_model, args.release)
+        digest = sha256_of(args.release)
+        args.release.with_suffix(".sha256").write_text(f"{digest}  {args.release.name}\n")
+        print(f"released {args.release} sha256 {digest}")
+    return 0
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes", "on"):
+        return True
+    if s.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {s}")
+
+
+def _parse_kv(kv: str):
+    key, _, value = kv.partition("=")
+    for conv in (int, float, _bool):
+        try:
+            return key, conv(value)
+        except (ValueError, argparse.ArgumentTypeError):
+            pass
+    return key, value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
