@@ -1,0 +1,135 @@
+"""End to end in a real browser: Debian Chromium driven by Playwright against `streamlit run app.py`.
+
+Starts the server on 127.0.0.1 (tiny random model, so it is fast), runs a sample image, visits
+every page through the sidebar, clicks a pixel on pages 2 and 7, checks that no page shows an
+error, and saves a screenshot of each page under tests/artifacts/screenshots/.
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = REPO / "tests" / "artifacts" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGES = ["Backbone", "Encoder", "Decoder", "Box attention", "Concat Res5", "Upsampling", "Merge", "All tensors"]
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = _free_port()
+    env = {**os.environ, "DETR_VIZ_APP_MODEL": "tiny-random", "DETR_VIZ_DEVICE": "cpu"}
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    log = open(SHOTS.parent / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not start within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        yield page
+        browser.close()
+
+
+def wait_idle(page, timeout: float = 180.0) -> None:
+    """Wait until the script has finished a run (and has really started one before)."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
+    time.sleep(0.6)         # right after an action the app can still read notRunning
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout * 1000)
+    time.sleep(0.3)
+
+
+def assert_no_error(page, where: str) -> None:
+    exc = page.locator('[data-testid="stException"]')
+    assert exc.count() == 0, f"{where}: exception shown: {exc.first.inner_text()[:500]}"
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, f"{where}: error shown: {errors.first.inner_text()[:500]}"
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def click_image(page, frac=(0.5, 0.5)) -> None:
+    """Click the first streamlit-image-coordinates picture at a fraction of its size."""
+    frame_el = page.locator('iframe[title^="streamlit_image_coordinates"]').first
+    frame_el.scroll_into_view_if_needed()
+    frame = frame_el.content_frame
+    img = frame.locator("img").first
+    img.wait_for(timeout=60_000)
+    box = img.bounding_box()
+    img.click(position={"x": box["width"] * frac[0], "y": box["height"] * frac[1]})
+
+
+def main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
+
+
+def goto_page(page, label: str) -> None:
+    link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=label).first
+    link.click()
+    wait_idle(page)
+
+
+def test_walk_every_page_and_click_pixels(browser_page, server):
+    page = browser_page
+    page.goto(server + "/?image=photo:coffee.png")
+    wait_idle(page)
+    assert_no_error(page, "home")
+    assert "coffee.png" in main_text(page) or "coffee.png" in page.locator('[data-testid="stSidebar"]').inner_text()
+    shot(page, "0_home")
+    for i, label in enumerate(PAGES, start=1):
+        goto_page(page, label)
+        assert_no_error(page, label)
+        text = main_text(page)
+        if i <= 7:
+            assert f"Step {i} of 7" in text, f"{label}: no step header"
+        if label in ("Encoder", "Merge"):
+            before = text
+            click_image(page, (0.3, 0.6))
+            wait_idle(page)
+            assert_no_error(page, f"{label} after click")
+            assert main_text(page) != before, f"{label}: the click changed nothing"
+        shot(page, f"{i}_{label.replace(' ', '_').lower()}")
+    assert len(list(SHOTS.glob("*.png"))) >= 9
