@@ -40,8 +40,9 @@ STEPS = (
          "entered the encoder.",
          "Then we concatenate these maps with the Res5 block: where is this coming from?"),
     Step(6, "upsampling", "FPN-style upsampling with Res4, Res3, Res2",
-         "Three conv stages upsample each query's stack, adding adapted Res4, Res3 and Res2 "
-         "features, to one mask logit map at H/4 x W/4.",
+         "Five 3x3 conv blocks (conv, GroupNorm, ReLU) work on each query's stack; between them three "
+         "nearest upsamplings add adapted Res4, Res3 and Res2 features; a last conv gives one mask "
+         "logit map at H/4 x W/4.",
          "Then we perform the above steps (explain these steps)."),
     Step(7, "merge", "The merge: the panoptic map",
          "Keep confident queries, give every pixel to the query with the highest mask logit, "
