@@ -103,17 +103,40 @@ def channel_grid(features, channels, tile: int = 128, ncols: int = 4, cmap: str 
     return grid(tiles, ncols, labels=[f"ch {c}" for c in channels])
 
 
+def pca(features, k: int = 3, oversample: int = 8, power_iters: int = 3) -> tuple[np.ndarray, float]:
+    """Principal components of the cells of (C, h, w) features: ((hw, k) scores, share of the
+    variance they hold). A randomized SVD with a fixed seed (deterministic, and fast where a full
+    SVD of an 850 x 2048 matrix takes seconds on a busy CPU); each component's sign is chosen so
+    that its largest loading is positive."""
+    f = to_numpy(features)
+    d = f.shape[0]
+    x = f.reshape(d, -1).T.astype(np.float64)              # (hw, C)
+    x = x - x.mean(0)
+    total = float((x ** 2).sum())
+    p = min(k + oversample, *x.shape)
+    q, _ = np.linalg.qr(x @ np.random.default_rng(0).standard_normal((d, p)))   # (hw, p)
+    for _ in range(power_iters):
+        q, _ = np.linalg.qr(x @ (x.T @ q))
+    _, sv, vt = np.linalg.svd(q.T @ x, full_matrices=False)   # (p, C) -> components
+    vt = vt[:k]
+    vt *= np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])[:, None]
+    share = float((sv[:k] ** 2).sum() / total) if total > 0 else 0.0
+    return (x @ vt.T).astype(np.float32), share             # (hw, k)
+
+
 def pca_rgb(features) -> np.ndarray:
     """(d, h, w) features -> (h, w, 3) uint8: the 3 principal components as R, G, B."""
     f = to_numpy(features)
-    d, h, w = f.shape
-    x = f.reshape(d, -1).T                                  # (hw, d)
-    x = x - x.mean(0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    pcs = x @ vt[:3].T                                      # (hw, 3)
+    return scores_rgb(pca(f, 3)[0], f.shape[1:])
+
+
+def scores_rgb(pcs: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(h*w, 3) component scores -> (h, w, 3) uint8, each stretched between its 1st and 99th percentile."""
+    if pcs.shape[1] < 3:
+        pcs = np.pad(pcs, ((0, 0), (0, 3 - pcs.shape[1])))
     lo, hi = np.percentile(pcs, 1, axis=0), np.percentile(pcs, 99, axis=0)
     pcs = np.clip((pcs - lo) / np.maximum(hi - lo, 1e-8), 0, 1)
-    return (pcs.reshape(h, w, 3) * 255).astype(np.uint8)
+    return (pcs.reshape(*hw, 3) * 255).astype(np.uint8)
 
 
 def boxes_to_xyxy(boxes, size: tuple[int, int]) -> np.ndarray:
@@ -124,11 +147,13 @@ def boxes_to_xyxy(boxes, size: tuple[int, int]) -> np.ndarray:
     return np.stack([(cx - bw / 2) * W, (cy - bh / 2) * H, (cx + bw / 2) * W, (cy + bh / 2) * H], axis=1)
 
 
-def draw_boxes(image: Image.Image, boxes_xyxy, labels, colors, width: int = 3, dashed=None) -> Image.Image:
-    """Boxes with a label tag each; `dashed[i]` True draws box i dashed (e.g. for stuff)."""
+def draw_boxes(image: Image.Image, boxes_xyxy, labels, colors, width: int = 3, dashed=None,
+               font_size: int | None = None) -> Image.Image:
+    """Boxes with a label tag each; `dashed[i]` True draws box i dashed (e.g. for stuff).
+    font_size: of the tags (default 1/60 of the picture's width, at least 12)."""
     img = image.convert("RGB").copy()
     draw = ImageDraw.Draw(img)
-    font = _font(max(12, img.width // 60))
+    font = _font(font_size or max(12, img.width // 60))
     for i, (box, label, color) in enumerate(zip(boxes_xyxy, labels, colors)):
         x0, y0, x1, y1 = [float(v) for v in box]
         color = tuple(int(c) for c in color)
@@ -191,3 +216,56 @@ def fit_width(image: Image.Image, width: int) -> Image.Image:
     if image.width == width:
         return image
     return image.resize((width, max(1, round(image.height * width / image.width))), Image.BILINEAR)
+
+
+class GridLayout:
+    """Where the tiles of a `table_grid` picture are, to turn a click into (row, col)."""
+
+    def __init__(self, x0: int, y0: int, tile_w: int, tile_h: int, pad: int, nrows: int, ncols: int):
+        self.x0, self.y0, self.tile_w, self.tile_h = x0, y0, tile_w, tile_h
+        self.pad, self.nrows, self.ncols = pad, nrows, ncols
+
+    def tile_origin(self, row: int, col: int) -> tuple[int, int]:
+        return self.x0 + col * (self.tile_w + self.pad), self.y0 + row * (self.tile_h + self.pad)
+
+    def cell_at(self, x: float, y: float) -> tuple[int, int] | None:
+        """(row, col) of the tile under picture pixel (x, y); None on a label or the padding."""
+        if x < self.x0 or y < self.y0:
+            return None
+        col, dx = divmod(x - self.x0, self.tile_w + self.pad)
+        row, dy = divmod(y - self.y0, self.tile_h + self.pad)
+        if dx >= self.tile_w or dy >= self.tile_h or row >= self.nrows or col >= self.ncols:
+            return None
+        return int(row), int(col)
+
+
+def table_grid(tiles: list, row_labels=None, col_labels=None, pad: int = 4, font_size: int = 15,
+               background=(255, 255, 255)) -> tuple[Image.Image, GridLayout]:
+    """Rows x columns of equally sized PIL images with row labels on the left and column labels on
+    top. tiles: a list of rows (lists of images). Returns the picture and its `GridLayout`."""
+    nrows = len(tiles)
+    ncols = max((len(r) for r in tiles), default=0)
+    if not nrows or not ncols:
+        return Image.new("RGB", (1, 1), background), GridLayout(0, 0, 1, 1, pad, 0, 0)
+    tw, th = tiles[0][0].size
+    font = _font(font_size)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+
+    def text_w(s):
+        b = probe.textbbox((0, 0), str(s), font=font)
+        return b[2] - b[0]
+    left = (max(text_w(s) for s in row_labels) + 2 * pad) if row_labels else 0
+    top = (font_size + 2 * pad) if col_labels else 0
+    layout = GridLayout(left + pad, top + pad, tw, th, pad, nrows, ncols)
+    out = Image.new("RGB", (left + pad + ncols * (tw + pad), top + pad + nrows * (th + pad)), background)
+    draw = ImageDraw.Draw(out)
+    for c, label in enumerate(col_labels or []):
+        x, _ = layout.tile_origin(0, c)
+        draw.text((x + (tw - text_w(label)) / 2, pad), str(label), fill=(20, 20, 20), font=font)
+    for r, row in enumerate(tiles):
+        _, y = layout.tile_origin(r, 0)
+        if row_labels:
+            draw.text((pad, y + (th - font_size) / 2), str(row_labels[r]), fill=(20, 20, 20), font=font)
+        for c, img in enumerate(row):
+            out.paste(img.convert("RGB"), layout.tile_origin(r, c))
+    return out, layout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
@@ -33,14 +34,32 @@ PAGES = {
     8: ("pages/8_All_tensors.py", "All tensors"),
 }
 DISPLAY_WIDTH = 720          # default width of a main picture (readable on a projector)
+SIDEBAR_WIDTH = 320          # the photo in the sidebar (sent at this size, not the photo's own)
 
 
 def setup(step: int | None, title: str | None = None) -> state.Context:
     """Every page starts here: page config, the context (image, model, trace), sidebar, header."""
+    configure(step, title)
+    ctx = context()
+    sidebar(ctx)
+    notes(ctx)
+    if step and step <= 7:
+        header(step)
+    elif title:
+        st.title(title)
+    return ctx
+
+
+def configure(step: int | None, title: str | None = None) -> None:
+    """st.set_page_config with the page's name (the first Streamlit call of a page)."""
     name = title or (STEPS[step - 1].title if step and step <= 7 else PAGES.get(step or 0, ("", "detr-viz"))[1])
     st.set_page_config(page_title=f"detr-viz · {name}", page_icon="🔎", layout="wide")
+
+
+def context() -> state.Context:
+    """state.ensure_context(), with a plain message (and st.stop) instead of a traceback."""
     try:
-        ctx = state.ensure_context()
+        return state.ensure_context()
     except detr_viz.ImageError as e:
         st.error(f"The current image cannot be used: {e} Pick another image on the Home page.")
         link("app.py", "Go to the Home page", icon="🏠")
@@ -50,14 +69,11 @@ def setup(step: int | None, title: str | None = None) -> state.Context:
         st.error(f"The model could not be run ({type(e).__name__}: {e}). "
                  "Reload the page; if it keeps failing, choose another model on the Home page.")
         st.stop()
-    sidebar(ctx)
+
+
+def notes(ctx: state.Context) -> None:
     for note in ctx.notes:
         st.info(note)
-    if step and step <= 7:
-        header(step)
-    elif title:
-        st.title(title)
-    return ctx
 
 
 def header(step: int) -> None:
@@ -71,7 +87,8 @@ def header(step: int) -> None:
 
 def sidebar(ctx: state.Context) -> None:
     with st.sidebar:
-        st.image(ctx.trace.image, caption=ctx.image_name, width="stretch")
+        st.image(state.memo(ctx.trace, "sidebar.thumbnail", lambda: fit_width(ctx.trace.image, SIDEBAR_WIDTH)),
+                 caption=ctx.image_name, width="stretch")
         if ctx.image_credit:
             st.caption(ctx.image_credit)
         st.markdown(f"**Model:** `{ctx.model_key}`  \n**Device:** {ctx.trace.device_name}  \n"
@@ -97,6 +114,13 @@ def url_of(path: str) -> str:
         return "/"
     stem = path.rsplit("/", 1)[-1][:-3]
     return "/" + (stem.split("_", 1)[1] if "_" in stem and stem.split("_", 1)[0].isdigit() else stem)
+
+
+def href(step: int) -> str:
+    """URL of a page with this session's image, model and threshold in its query string: a plain
+    HTML link (e.g. in the Home diagram) reloads the page in a new session, which reads them back."""
+    params = state.url_params()
+    return url_of(PAGES[step][0]) + ("?" + urlencode(params) if params else "")
 
 
 def link(path: str, label: str, icon: str | None = None, container=None) -> None:
@@ -125,7 +149,8 @@ def shapes_table(trace, names: list[str]) -> None:
     """Stage, live shape and description for the stages a page shows."""
     rows = [{"stage": n, "shape": " x ".join(map(str, trace.shape(n))), "what it is": stage(n).description}
             for n in names if n in trace]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 height=min(35 * (len(rows) + 1) + 3, 780))   # every row visible (up to ~21)
 
 
 def threshold_slider(ctx: state.Context, key: str = "threshold_widget") -> float:
@@ -163,9 +188,12 @@ def query_picker(ctx: state.Context, key: str, label: str = "Query", only_kept: 
     return int(q)
 
 
-def clickable_image(image: Image.Image, key: str, width: int = DISPLAY_WIDTH) -> tuple[int, int] | None:
+def clickable_image(image: Image.Image, key: str, width: int = DISPLAY_WIDTH,
+                    new_only: bool = False) -> tuple[int, int] | None:
     """Show an image; return the last clicked point in the image's own pixels (None if no click).
 
+    new_only: return the point only on the run right after the click (None on later reruns), for
+    pages where other widgets may change the selection after a click.
     Uses streamlit-image-coordinates; if the component is missing, falls back to two sliders."""
     shown = fit_width(image, min(width, image.width * 4))
     try:
@@ -175,9 +203,16 @@ def clickable_image(image: Image.Image, key: str, width: int = DISPLAY_WIDTH) ->
         x = st.slider("x (pixels)", 0, image.width - 1, image.width // 2, key=f"{key}_x")
         y = st.slider("y (pixels)", 0, image.height - 1, image.height // 2, key=f"{key}_y")
         return x, y
-    value = streamlit_image_coordinates(shown, key=key)
+    value = streamlit_image_coordinates(shown, key=key, width="stretch", image_format="JPEG", jpeg_quality=90,
+                                        cursor="crosshair")
     if not value:
         return None
+    if new_only:
+        seen_key = f"_{key}_seen"
+        stamp = (value.get("x"), value.get("y"), value.get("unix_time"))
+        if st.session_state.get(seen_key) == stamp:
+            return None
+        st.session_state[seen_key] = stamp
     sx = image.width / value.get("width", shown.width)
     sy = image.height / value.get("height", shown.height)
-    return (min(image.width - 1, int(value["x"] * sx)), min(image.height - 1, int(value["y"] * sy)))
+    return (min(image.width - 1, max(0, int(value["x"] * sx))), min(image.height - 1, max(0, int(value["y"] * sy))))

@@ -4,6 +4,11 @@ Every page calls `ensure_context()` first, so a page opened directly (a deep lin
 server) works: with nothing chosen it uses the default sample image and the default model.
 Models and traces live in `st.cache_resource` stores shared by all sessions; a trace is kept per
 (model, image) so moving between pages never reruns the model.
+
+The URL carries the choice (`?image=...&model=...`): a link that reloads the page (the Home
+diagram's boxes, a browser reload, a link shared with the class) starts a new session, and that
+session takes its image and model from the URL. Samples are named by their key; uploads by a hash,
+looked up in a server-side store of recent uploads.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 import detr_viz
-from detr_viz import samples
+from detr_viz import samples, weights
 from detr_viz.testing import make_confident, tiny_model
 from detr_viz.weights import MODELS, WeightsUnavailable
 
@@ -27,6 +32,10 @@ MAX_TRACES = 6
 # Session-state keys (plain keys, not widget keys, so they survive page switches).
 K_IMAGE_BYTES, K_IMAGE_NAME, K_IMAGE_CREDIT = "image_bytes", "image_name", "image_credit"
 K_MODEL, K_THRESHOLD, K_NOTES, K_QUERY = "model_key", "threshold", "notes", "query"
+K_IMAGE_SOURCE = "image_source"         # "photo:<file>", "toy:<file>" or "upload:<hash>"
+# URL query parameters.
+QP_IMAGE, QP_MODEL, QP_THRESHOLD = "image", "model", "threshold"
+MAX_UPLOADS = 24                        # uploads kept server-side for links (LRU)
 
 
 def model_label(key: str) -> str:
@@ -144,51 +153,187 @@ def merged(trace, threshold: float):
     return cache[key]
 
 
-def set_image(name: str, data: bytes, credit: str = "") -> None:
-    """Make `data` the current image if it is a readable image; raises detr_viz.ImageError."""
+def image_hash(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
+
+
+@st.cache_resource(show_spinner=False)
+def upload_store() -> TraceStore:
+    """Recent uploads, by "upload:<hash>", so that a link carrying that name finds the image."""
+    return TraceStore(MAX_UPLOADS)
+
+
+def set_image(name: str, data: bytes, credit: str = "", source: str | None = None) -> None:
+    """Make `data` the current image if it is a readable image; raises detr_viz.ImageError.
+
+    source: the sample key ("photo:<file>", "toy:<file>"); None for an upload."""
     detr_viz.load_image(data)            # validate before replacing the previous image
-    st.session_state[K_IMAGE_BYTES] = data
-    st.session_state[K_IMAGE_NAME] = name
-    st.session_state[K_IMAGE_CREDIT] = credit
-    st.session_state.pop(K_QUERY, None)
+    if source is None:
+        source = f"upload:{image_hash(data)[:16]}"
+        upload_store().put(source, (name, data, credit))
+    ss = st.session_state
+    ss[K_IMAGE_BYTES], ss[K_IMAGE_NAME], ss[K_IMAGE_CREDIT], ss[K_IMAGE_SOURCE] = data, name, credit, source
+    ss.pop(K_QUERY, None)
+
+
+def set_sample(key: str) -> None:
+    """Make a shipped sample (photo or toy-world scene) the current image."""
+    s = samples.get_sample(key)
+    set_image(s.path.name, s.read_bytes(), s.credit, source=s.key)
 
 
 def _default_image(model_key: str):
     cats = "toyworld" if model_key == "toyworld" else "coco"
     s = samples.default_sample(cats)
-    return s.path.name, s.read_bytes(), s.credit
+    return s.path.name, s.read_bytes(), s.credit, s.key
 
 
-def ensure_context() -> Context:
-    """The image, model and trace of this session, computing whatever is missing."""
-    ss = st.session_state
+# ---- models: choices, switching, downloads ----------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def local_checkpoints() -> set:
+    """Local checkpoint paths chosen on this server (only these may come back through a URL)."""
+    return set()
+
+
+def model_allowed(key: str) -> bool:
+    """May a URL select this model? Registry models whose weights are here (a link never starts
+    a download), local checkpoints already used on this server, and the test model."""
+    if key == TINY_RANDOM:
+        return True
+    if key.startswith("local:"):
+        return key[6:] in local_checkpoints()
+    return key in MODELS and weights_on_disk(key)
+
+
+def offline_model_key() -> str:
+    """The model to fall back to without a network: toyworld if shipped, else the random test model."""
+    return "toyworld" if weights_on_disk("toyworld") else TINY_RANDOM
+
+
+def use_model(key: str) -> None:
+    """Make `key` the session's model (its weights must be on disk); earlier model notes go."""
+    if key.startswith("local:"):
+        local_checkpoints().add(key[6:])
+    st.session_state[K_MODEL] = key
+    st.session_state[K_NOTES] = []
+    st.session_state.pop(K_QUERY, None)
+
+
+def download_weights(key: str, container=None) -> None:
+    """Fetch an official checkpoint with a progress bar (raises WeightsUnavailable).
+
+    Runs outside every st.cache function: the bar's callback must not be replayed from a cache."""
+    target = container or st
+    entry = MODELS[key]
+    size = f" (about {entry.size_bytes / 1e6:.0f} MB)" if entry.size_bytes else ""
+    bar = target.progress(0.0, text=f"Downloading {entry.file_name}{size} ...")
+    last = [-1]
+
+    def progress(done: int, total: int | None) -> None:
+        pct = int(100 * done / total) if total else -1
+        if pct != last[0] or not total:
+            last[0] = pct
+            text = (f"Downloading {entry.file_name}: {done / 1e6:.0f} of {total / 1e6:.0f} MB" if total
+                    else f"Downloading {entry.file_name}: {done / 1e6:.0f} MB")
+            bar.progress(min(1.0, done / total) if total else 0.0, text=text)
+    try:
+        weights.fetch(key, progress=progress)
+    finally:
+        bar.empty()
+
+
+# ---- the URL ------------------------------------------------------------------------------------------
+def _restore_from_url(ss) -> list[str]:
+    """Take image, model and threshold from the URL into a new session; returns notes."""
     notes = []
+    qp = st.query_params
+    img = qp.get(QP_IMAGE)
+    if img and K_IMAGE_BYTES not in ss:
+        try:
+            if img.startswith("upload:"):
+                found = upload_store().get(img)
+                if found is None:
+                    raise KeyError(img)
+                set_image(*found)
+            else:
+                set_sample(img)
+        except (KeyError, detr_viz.ImageError):
+            notes.append("The image this link names is no longer on the server (uploads are kept only for a "
+                         "while). Showing a sample photo instead: pick your image again on the Home page.")
+    model = qp.get(QP_MODEL)
+    if model and K_MODEL not in ss and not os.environ.get(APP_MODEL_ENV):
+        if model_allowed(model):
+            ss[K_MODEL] = model
+        else:
+            notes.append(f"This link asks for the model **{model}**, which is not ready on this server. "
+                         "Choose it on the Home page (official weights are downloaded there).")
+    thr = qp.get(QP_THRESHOLD)
+    if thr and K_THRESHOLD not in ss:
+        try:
+            ss[K_THRESHOLD] = min(0.99, max(0.0, float(thr)))
+        except ValueError:
+            pass
+    return notes
+
+
+def url_params() -> dict:
+    """The query parameters that name this session's image, model and threshold."""
+    ss = st.session_state
+    params = {}
+    if ss.get(K_IMAGE_SOURCE):
+        params[QP_IMAGE] = ss[K_IMAGE_SOURCE]
+    if ss.get(K_MODEL):
+        params[QP_MODEL] = ss[K_MODEL]
+    if K_THRESHOLD in ss:
+        params[QP_THRESHOLD] = f"{float(ss[K_THRESHOLD]):.2f}"
+    return params
+
+
+def sync_url() -> None:
+    """Write `url_params()` into the address bar (a reload or a shared link shows the same)."""
+    params = url_params()
+    if any(st.query_params.get(k) != v for k, v in params.items()):
+        st.query_params.update(params)
+
+
+def ensure_choice() -> None:
+    """The session's image and model choice (from the URL, else the defaults); runs nothing."""
+    ss = st.session_state
+    url_notes = _restore_from_url(ss)
+    if url_notes:
+        ss[K_NOTES] = ss.get(K_NOTES, []) + url_notes
     if K_MODEL not in ss:
         key, note = default_model_key()
         ss[K_MODEL] = key
         if note:
-            ss[K_NOTES] = [note]
-    key = ss[K_MODEL]
+            ss[K_NOTES] = ss.get(K_NOTES, []) + [note]
     if K_IMAGE_BYTES not in ss:
-        ss[K_IMAGE_NAME], ss[K_IMAGE_BYTES], ss[K_IMAGE_CREDIT] = _default_image(key)
-    notes += ss.get(K_NOTES, [])
+        ss[K_IMAGE_NAME], ss[K_IMAGE_BYTES], ss[K_IMAGE_CREDIT], ss[K_IMAGE_SOURCE] = _default_image(ss[K_MODEL])
+
+
+def ensure_context() -> Context:
+    """The image, model and trace of this session, computing whatever is missing."""
+    ensure_choice()
+    ss = st.session_state
+    key = ss[K_MODEL]
     try:
         with st.spinner(f"Loading model {key} ..."):
             model = load_model(key)
     except (WeightsUnavailable, ValueError, RuntimeError) as e:
-        fallback = "toyworld" if weights_on_disk("toyworld") and key != "toyworld" else TINY_RANDOM
-        notes.append(f"Could not load model **{key}**: {e} Falling back to **{fallback}**.")
+        fallback = offline_model_key() if key != "toyworld" else TINY_RANDOM
+        ss[K_NOTES] = ss.get(K_NOTES, []) + [f"Could not load model **{key}**: {e} Falling back to **{fallback}**."]
         ss[K_MODEL] = key = fallback
-        ss[K_NOTES] = notes
         model = load_model(key)
     trace = get_trace(key, model, ss[K_IMAGE_BYTES], ss[K_IMAGE_NAME])
-    return Context(ss[K_IMAGE_NAME], ss[K_IMAGE_BYTES], ss.get(K_IMAGE_CREDIT, ""), key, model, trace, notes)
+    sync_url()
+    return Context(ss[K_IMAGE_NAME], ss[K_IMAGE_BYTES], ss.get(K_IMAGE_CREDIT, ""), key, model, trace,
+                   list(ss.get(K_NOTES, [])))
 
 
 def get_trace(model_key: str, model, image_bytes: bytes, image_name: str) -> detr_viz.Trace:
     """The cached trace of this image under this model, or a new one with progress by step."""
     store = trace_store()
-    key = (model_key, hashlib.sha1(image_bytes).hexdigest())
+    key = (model_key, image_hash(image_bytes))
     t = store.get(key)
     if t is not None:
         return t

@@ -1,0 +1,199 @@
+"""Step 3, the decoder (pages/3_Decoder.py): N object queries become N box embeddings.
+
+hs[-1] (B x N x d: the curriculum's "d x N box embeddings") is the last decoder layer's output
+after the decoder's shared LayerNorm. Two small heads read every embedding: class_embed (a linear
+layer to C + 1 logits, the last one "no object") and bbox_embed (a 3-layer MLP, then a sigmoid,
+to a box cx, cy, w, h in [0, 1] of the image). The same heads read every layer's output, which
+is how a query's guess can be followed layer by layer.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from PIL import Image, ImageDraw
+
+from ..viz import boxes_to_xyxy, draw_boxes, grid, to_numpy, _font
+from . import DISPLAY_WIDTH, dims, display_image, grid_overlay, tile_width
+
+# Okabe-Ito, for lines of a chart (colour-blind safe); "no object" is drawn grey and dashed.
+LINE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+
+
+def kind_of(trace, label: int) -> str:
+    """'thing', 'stuff' or 'no object' for a class index."""
+    if label == trace.categories.no_object:
+        return "no object"
+    return "thing" if trace.categories.is_thing(label) else "stuff"
+
+
+def query_rows(trace, panoptic) -> list[dict]:
+    """One row per query (all N): its class, score, kind, whether the merge keeps it, its box."""
+    D = dims(trace)
+    probs = trace["pred_logits"][0].softmax(-1)             # (N, C+1)
+    scores, labels = probs.max(-1)                          # (N,), (N,)
+    best_p, best = probs[:, :-1].max(-1)                    # the best real class, even under no object
+    xyxy = boxes_to_xyxy(trace["pred_boxes"][0], (D.H0, D.W0))   # (N, 4) photo pixels
+    kept = set(int(q) for q in panoptic.kept)
+    in_map = {s["query"]: s for s in panoptic.segments}
+    rows = []
+    for q in range(D.N):
+        label = int(labels[q])
+        seg = in_map.get(q)
+        rows.append({
+            "query": q, "class": trace.categories.label(label), "kind": kind_of(trace, label),
+            "score": float(scores[q]), "p(no object)": float(probs[q, -1]),
+            "best real class": f"{trace.categories.label(int(best[q]))} ({float(best_p[q]):.2f})",
+            "kept": q in kept, "area in map (px)": int(seg["area"]) if seg else 0,
+            "box (x0, y0, x1, y1)": "({:.0f}, {:.0f}, {:.0f}, {:.0f})".format(*xyxy[q]),
+        })
+    return rows
+
+
+def box_color(trace, panoptic, q: int) -> tuple[int, int, int]:
+    """The query's colour in the panoptic map if it has a segment, else its category colour."""
+    seg = panoptic.segment_of_query(q)
+    if seg is not None:
+        return tuple(seg["color"])
+    return tuple(trace.categories[int(panoptic.labels[q])].color)
+
+
+def kept_boxes_picture(trace, panoptic, width: int = DISPLAY_WIDTH) -> Image.Image:
+    """The kept queries' final boxes on the photo: things solid, stuff dashed, tagged 'q: class score'."""
+    base = display_image(trace, width)
+    kept = [int(q) for q in panoptic.kept]
+    if not kept:
+        return base
+    xyxy = boxes_to_xyxy(trace["pred_boxes"][0, kept], (base.height, base.width))   # (K, 4)
+    labels = [f"{q}: {trace.categories.label(int(panoptic.labels[q]))} {panoptic.scores[q]:.2f}" for q in kept]
+    colors = [box_color(trace, panoptic, q) for q in kept]
+    dashed = [not trace.categories.is_thing(int(panoptic.labels[q])) for q in kept]
+    return draw_boxes(base, xyxy, labels, colors, width=max(3, width // 240), dashed=dashed,
+                      font_size=max(14, width // 36))
+
+
+# ---- one query, layer by layer --------------------------------------------------------------------
+def layer_probs(trace, q: int, top: int = 4) -> dict[str, np.ndarray]:
+    """Class probabilities of query q after every decoder layer: the `top` real classes (by their
+    highest probability over the layers) and 'no object'. {label: (L,) array}."""
+    probs = to_numpy(trace["decoder.class_probs"][:, 0, q])   # (L, C+1)
+    real = probs[:, :-1]
+    order = np.argsort(-real.max(0))[:top]
+    out = {trace.categories.label(int(c)): real[:, c] for c in order}
+    out["no object"] = probs[:, -1]
+    return out
+
+
+def layer_table(trace, q: int) -> list[dict]:
+    """Per layer: argmax class, its probability, p(no object), the box in photo pixels."""
+    D = dims(trace)
+    probs = trace["decoder.class_probs"][:, 0, q]           # (L, C+1)
+    boxes = boxes_to_xyxy(trace["decoder.boxes"][:, 0, q], (D.H0, D.W0))   # (L, 4)
+    p, lab = probs.max(-1)
+    return [{"layer": i + 1, "class": trace.categories.label(int(lab[i])), "probability": float(p[i]),
+             "p(no object)": float(probs[i, -1]),
+             "box (x0, y0, x1, y1)": "({:.0f}, {:.0f}, {:.0f}, {:.0f})".format(*boxes[i])}
+            for i in range(probs.shape[0])]
+
+
+def layer_probs_figure(trace, q: int, top: int = 4):
+    """Plotly line chart of `layer_probs`: probability against decoder layer."""
+    import plotly.graph_objects as go
+    series = layer_probs(trace, q, top)
+    L = len(next(iter(series.values())))
+    fig = go.Figure()
+    for i, (name, ys) in enumerate(series.items()):
+        nobj = name == "no object"
+        fig.add_trace(go.Scatter(
+            x=list(range(1, L + 1)), y=[float(v) for v in ys], name=name, mode="lines+markers",
+            line=dict(color="#777777" if nobj else LINE_COLORS[i % len(LINE_COLORS)], width=3,
+                      dash="dash" if nobj else "solid"), marker=dict(size=9)))
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=10, b=40), font=dict(size=15),
+                      xaxis=dict(title="decoder layer", dtick=1), yaxis=dict(title="probability", range=[0, 1.02]),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0))
+    return fig
+
+
+def layer_colors(L: int) -> list[tuple[int, int, int]]:
+    """One viridis colour per decoder layer (dark = first, yellow = last)."""
+    cmap = colormaps["viridis"]
+    return [tuple(int(255 * v) for v in cmap(i / max(1, L - 1))[:3]) for i in range(L)]
+
+
+def layer_boxes_picture(trace, q: int, width: int = DISPLAY_WIDTH) -> Image.Image:
+    """Query q's box after every decoder layer on the photo, coloured by layer (viridis); a row of
+    tags L1 .. LL above the final box gives the colours; the final box is drawn thickest."""
+    img = display_image(trace, width).copy()
+    boxes = boxes_to_xyxy(trace["decoder.boxes"][:, 0, q], (img.height, img.width))   # (L, 4)
+    L = boxes.shape[0]
+    draw = ImageDraw.Draw(img)
+    size = max(14, width // 26)
+    font = _font(size)
+    line = max(3, width // 240)
+    for i, (box, color) in enumerate(zip(boxes, layer_colors(L))):
+        x0, y0, x1, y1 = [float(v) for v in box]
+        draw.rectangle((x0 - 1, y0 - 1, x1 + 1, y1 + 1), outline=(255, 255, 255), width=1)
+        draw.rectangle((x0, y0, x1, y1), outline=color, width=line + 2 if i == L - 1 else line)
+    # the tags in a row along the top of the final box: "L1", "L2", ... in their layer's colour
+    x0, y0 = float(boxes[-1][0]), float(boxes[-1][1])
+    x_tag, y_tag = max(0.0, x0), max(0.0, y0 - 1.35 * size) if y0 > 1.35 * size else y0 + line + 2
+    for i, color in enumerate(layer_colors(L)):
+        tag = f"L{i + 1}"
+        tb = draw.textbbox((x_tag, y_tag), tag, font=font)
+        if tb[2] + 3 > img.width:                           # no room left on this row: start at the left
+            x_tag = 0.0
+            tb = draw.textbbox((x_tag, y_tag), tag, font=font)
+        draw.rectangle((tb[0] - 3, tb[1] - 3, tb[2] + 3, tb[3] + 3), fill=color)
+        draw.text((x_tag, y_tag), tag, fill=(0, 0, 0) if i > L * 0.5 else (255, 255, 255), font=font)
+        x_tag = tb[2] + 10
+    return img
+
+
+# ---- cross-attention into the encoded image ---------------------------------------------------------
+def cross_attention(trace, layer: int, q: int) -> np.ndarray:
+    """(M, h, w): where query q looks in the encoded image in decoder layer `layer`, per head (each
+    head's map sums to 1; their mean is what nn.MultiheadAttention reports by default)."""
+    D = dims(trace)
+    return to_numpy(trace[f"decoder.layer{layer}.cross_attn"][0, :, q].reshape(D.M, D.h, D.w))
+
+
+def final_box(trace, q: int, layer: int, size) -> np.ndarray:
+    """(4,) the box of query q after decoder layer `layer`, in pixels of a picture of size (W, H)."""
+    return boxes_to_xyxy(trace["decoder.boxes"][layer, 0, q:q + 1], (size[1], size[0]))[0]
+
+
+def cross_attention_picture(trace, maps: np.ndarray, q: int, layer: int, width: int = DISPLAY_WIDTH,
+                            color=(255, 255, 255)) -> Image.Image:
+    """An (h, w) cross-attention map over the photo, with the query's box of that layer."""
+    img = grid_overlay(trace, maps, display_image(trace, width), alpha=0.65, vmin=0)
+    box = final_box(trace, q, layer, img.size)
+    return draw_boxes(img, [box], [f"query {q}, layer {layer + 1}"], [color], width=3,
+                      font_size=max(14, width // 40))
+
+
+def cross_heads_grid(trace, maps: np.ndarray, q: int, layer: int, width: int = DISPLAY_WIDTH,
+                     ncols: int = 4) -> Image.Image:
+    """The M heads' cross-attention maps (M, h, w) of one query and layer, each over the photo."""
+    M = maps.shape[0]
+    tile = tile_width(width, ncols)
+    base = display_image(trace, tile)
+    box = final_box(trace, q, layer, base.size)
+    tiles = []
+    for m in range(M):
+        t = grid_overlay(trace, maps[m], base, alpha=0.65, vmin=0)
+        ImageDraw.Draw(t).rectangle(tuple(float(v) for v in box), outline=(255, 255, 255), width=2)
+        tiles.append(t)
+    return grid(tiles, ncols, labels=[f"head {m + 1}" for m in range(M)], label_height=max(22, tile // 8))
+
+
+def embedding_check(trace) -> dict:
+    """Live facts: the box embeddings are hs[-1]; pred_logits / pred_boxes are the heads on it."""
+    model = trace.model
+    hs = trace["decoder.hs"]                                 # (L, B, N, d)
+    dev = next(model.parameters()).device
+    with torch.no_grad():
+        logits = model.detr.class_embed(hs[-1].to(dev)).cpu()    # (B, N, C+1)
+        boxes = model.detr.bbox_embed(hs[-1].to(dev)).sigmoid().cpu()   # (B, N, 4)
+    return {"hs": tuple(hs.shape), "box_embeddings": tuple(hs[-1].shape),
+            "logits_diff": float((logits - trace["pred_logits"]).abs().max()),
+            "boxes_diff": float((boxes - trace["pred_boxes"]).abs().max())}

@@ -1,0 +1,199 @@
+"""The 'All tensors' page (pages/8_All_tensors.py): the stage table, downloads and a preview
+picture of any stage, and the registry of the figures the app can export as PNG."""
+from __future__ import annotations
+
+import io
+import re
+import threading
+
+import numpy as np
+from PIL import Image
+
+from ..stages import stage
+from ..trace import DERIVED
+from ..viz import DIVERGING, SEQUENTIAL, colorize, fit_width, grid, panoptic_overlay, to_numpy
+
+SUMMARY_COLUMNS = ["stage", "step", "shape", "dtype", "min", "max", "mean", "description"]
+
+
+def filter_rows(rows: list[dict], text: str = "", steps=None) -> list[dict]:
+    """Rows of Trace.summary() whose stage name or description contains every word of `text`
+    (case-insensitive), optionally only those of the given steps."""
+    words = [w for w in (text or "").lower().split() if w]
+    out = []
+    for r in rows:
+        hay = f"{r['stage']} {r['description']} {r['shape']}".lower()
+        if all(w in hay for w in words) and (not steps or r["step"] in steps):
+            out.append(r)
+    return out
+
+
+def npz_bytes(trace) -> bytes:
+    """The whole trace as a compressed .npz, in memory (Trace.to_npz into a buffer)."""
+    buf = io.BytesIO()
+    trace.to_npz(buf)
+    return buf.getvalue()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "figure"
+
+
+# ---------------------------------------------------------------------------------------------
+# a picture of any stage
+# ---------------------------------------------------------------------------------------------
+def _matrix(values: np.ndarray, width: int, signed: bool) -> Image.Image:
+    """A 2-D array as a heat map about `width` px wide (at least 40 px a column for narrow tables,
+    at least 16 px a row for short ones, at most 800 px high)."""
+    v = values if values.ndim == 2 else values.reshape(1, -1)
+    rows, cols = v.shape
+    rgb = colorize(v, DIVERGING if signed else SEQUENTIAL, symmetric=signed)
+    W = width if cols >= 40 else max(40 * cols, 160)
+    H = int(np.clip(round(W * rows / cols), min(16 * rows, 400), 800))
+    return Image.fromarray(rgb).resize((W, H), Image.NEAREST if cols <= W and rows <= H else Image.BILINEAR)
+
+
+def _channels(x: np.ndarray, n: int, tile: int, label: str = "ch") -> Image.Image:
+    """Up to n channels of (C, H, W), each on its own scale (diverging if it has both signs)."""
+    C, H, W = x.shape
+    tile = tile if C > 1 else 3 * tile
+    size = (tile, max(1, round(tile * H / W)))
+    tiles, labels = [], []
+    for c in range(min(n, C)):
+        signed = x[c].min() < 0 < x[c].max()
+        tiles.append(Image.fromarray(colorize(x[c], DIVERGING if signed else SEQUENTIAL, symmetric=signed))
+                     .resize(size, Image.NEAREST if W <= tile else Image.BILINEAR))
+        labels.append(f"{label} {c}")
+    return grid(tiles, min(4, len(tiles)), labels=labels, label_height=20)
+
+
+def _denormalise(x: np.ndarray) -> np.ndarray:
+    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+    return ((x * std + mean).clip(0, 1).transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+def stage_preview(trace, name: str, q: int | None = None, n: int = 8, tile: int = 200,
+                  width: int = 800) -> tuple[Image.Image, str]:
+    """(picture, caption) of a stage: channel grid for feature maps, per-head matrices for attention,
+    a heat map for per-query tables; per-query stages show query q (traced if needed)."""
+    st = stage(name)
+    h, w = trace.grid
+    if st.per_query:
+        q = trace.mask_queries[0] if q is None else int(q)
+        x = to_numpy(trace.query(name, q))                                   # (C, H, W) or (H, W)
+        if x.ndim == 2:
+            x = x[None]
+        return _channels(x, n, tile), f"{name}, query {q}: first {min(n, x.shape[0])} of {x.shape[0]} channels"
+    x = to_numpy(trace[name])
+    if name == "input":
+        return fit_width(Image.fromarray(_denormalise(x[0])), width), "input, un-normalised back to RGB"
+    if name in ("input.mask", "backbone.mask"):
+        return _matrix(x[0], width, False), f"{name}: 1 = padding (a single image has none)"
+    if name.endswith(".self_attn") or name.endswith(".cross_attn"):
+        heads = x[0]                                                         # (M, L, S)
+        if name.startswith("encoder"):
+            hint = "rows: the grid cell that looks; columns: the cells it looks at"
+        elif name.endswith("cross_attn"):
+            hint = "rows: queries; columns: grid cells"
+        else:
+            hint = "rows and columns: queries"
+        tiles = [_matrix(hd, tile, False) for hd in heads]
+        return grid(tiles, 4, labels=[f"head {m}" for m in range(len(tiles))], label_height=20), \
+            f"{name}: {heads.shape[0]} heads, each {heads.shape[1]} × {heads.shape[2]} ({hint})"
+    if name == "bbox_attention":
+        q = int(trace.panoptic.kept[0]) if q is None and len(trace.panoptic.kept) else (q or 0)
+        return _channels(x[0, q], n, tile, "head"), f"bbox_attention of query {q}: its M maps over the {h}×{w} grid"
+    if re.fullmatch(r"encoder\.layer\d+", name):                             # (hw, B, d)
+        x = x[:, 0].T.reshape(-1, h, w)                                      # (d, h, w)
+        return _channels(x, n, tile), f"{name} as d maps over the {h}×{w} grid: first {n} channels"
+    if x.ndim == 4 and x.shape[0] == 1:                                      # (1, C, H, W) feature maps
+        return _channels(x[0], n, tile), f"{name}: first {min(n, x.shape[1])} of {x.shape[1]} channels"
+    if x.ndim == 4:                                                          # (L, B, N, C): last layer
+        return _matrix(x[-1, 0], width, x.min() < 0 < x.max()), \
+            f"{name}, last decoder layer: rows = {x.shape[2]} queries, columns = {x.shape[3]}"
+    if x.ndim == 3:                                                          # (B, N, C) or (N, B, d)
+        m = x[0] if x.shape[0] == 1 else x[:, 0]
+        return _matrix(m, width, m.min() < 0 < m.max()), f"{name}: rows = {m.shape[0]}, columns = {m.shape[1]}"
+    if x.ndim == 2:
+        return _matrix(x, width, x.min() < 0 < x.max()), f"{name}: {x.shape[0]} × {x.shape[1]}"
+    return _matrix(x.reshape(1, -1), width, x.min() < 0 < x.max()), name
+
+
+# ---------------------------------------------------------------------------------------------
+# the figures the app draws, as PNG
+# ---------------------------------------------------------------------------------------------
+def figure_names(trace) -> list[str]:
+    return ["Panoptic map over the photo (page 7)", "Panoptic colour map, photo size (page 7)",
+            "Merge steps: first argmax, after the stuff merge, final (page 7)",
+            "Concat stack of the chosen query (page 5)", "Attention channels of the chosen query (page 5)",
+            "Mask sharpening of the chosen query (page 6)", "Mask logits of the chosen query (page 6)"]
+
+
+def figure(trace, result, name: str, q: int) -> Image.Image:
+    """Draw one of `figure_names` (result = the merge at the session threshold)."""
+    from . import concat, merge, upsampling
+    if name.startswith("Panoptic map over"):
+        return panoptic_overlay(trace.image, result)
+    if name.startswith("Panoptic colour map"):
+        return Image.fromarray(result.colorize())
+    if name.startswith("Merge steps"):
+        colors = merge.query_colors(result, trace.categories)
+        maps = (result.winner_before_merge, result.winner_after_merge, result.winner_final)
+        tiles = [merge.owner_picture(m, colors, 480, trace.pre.resized_image) for m in maps]
+        return grid(tiles, 3, labels=["1. argmax over the kept queries", "2. after the stuff merge",
+                                      "3. after the small-segment loop"], label_height=22)
+    if name.startswith("Concat stack"):
+        s = concat.concat_stack(trace, q)
+        return concat.stack_picture(s, concat.feature_channels(s, 6))
+    if name.startswith("Attention channels"):
+        return concat.attention_grid(concat.concat_stack(trace, q))
+    if name.startswith("Mask sharpening"):
+        return upsampling.sharpening_picture(upsampling.sharpening(trace, q))
+    if name.startswith("Mask logits"):
+        return upsampling.logits_picture(upsampling.mask_logits(trace, q), 800)
+    raise KeyError(f"unknown figure {name!r}")
+
+
+def stage_npy_bytes(trace, name: str) -> bytes:
+    """One stage as a .npy file in memory (per-query stages: every traced query, rows = mask_queries)."""
+    buf = io.BytesIO()
+    np.save(buf, to_numpy(trace[name]) if trace[name].dtype.is_floating_point else trace[name].numpy())
+    return buf.getvalue()
+
+
+def trace_megabytes(trace) -> float:
+    """Uncompressed size of everything Trace.to_npz writes (float32 / bool), in MB."""
+    total = 0
+    for n in trace.names():
+        if n not in trace.tensors and n not in DERIVED:      # recomputed-only stages are not written
+            continue
+        shape = trace.shape(n)
+        item = 1 if (n in trace.tensors and trace.tensors[n].dtype.itemsize == 1) else 4
+        total += int(np.prod(shape)) * item
+    return total / 1e6
+
+
+_BOUNDED_LOCK = threading.Lock()
+
+
+def bounded(store: dict, key, fn, keep: int = 24):
+    """Cache fn() in `store` (a dict kept per trace, e.g. from the app's per-trace memo) under `key`,
+    remembering only the `keep` most recently used keys, so that clicking through queries or
+    thresholds does not pile up pictures on a shared server."""
+    with _BOUNDED_LOCK:
+        if key in store:
+            store[key] = store.pop(key)                     # most recent last
+            return store[key]
+    value = fn()                                            # outside the lock: may take a while
+    with _BOUNDED_LOCK:
+        store[key] = value
+        while len(store) > keep:
+            store.pop(next(iter(store)))
+    return value
