@@ -81,7 +81,6 @@ def run_timing(size, device: str, repeats: int) -> dict:
 def run_variant(variant: str, size, device: str, repeats: int) -> dict:
     import numpy as np
     import torch
-    import detr_viz
     from detr_viz.device import synchronize
     torch.set_grad_enabled(False)
     model = _build(device)

@@ -7,7 +7,6 @@ import streamlit as st
 from detr_viz.explain import backbone as bb
 from detr_viz.explain import dims, display_image
 from detr_viz.images import MEAN, STD
-from detr_viz.stages import stages_of_step
 from ui import page, state
 
 STEP = 1
@@ -112,10 +111,6 @@ def render(ctx: state.Context) -> None:
     st.caption("Cells of similar colour have similar feature vectors. The colours of the two pictures are not "
                "comparable: each has its own components.")
 
-    st.header("Shapes of this step")
-    page.shapes_table(t, stages_of_step(STEP, t.config))
 
 
-ctx = page.setup(STEP)
-page.guard(render, ctx)
-page.nav(STEP)
+page.run(STEP, render)

@@ -5,7 +5,6 @@ import streamlit as st
 
 from detr_viz.explain import box_cell, cell_of_pixel, dims, display_image, mark_cell
 from detr_viz.explain import encoder as enc
-from detr_viz.stages import stages_of_step
 from detr_viz.trace import best_query
 from ui import page, state
 
@@ -122,10 +121,6 @@ def render(ctx: state.Context) -> None:
                         + f" cells (heads 1..{D.M}); each head's map sums to 1 "
                         f"({min(p['sum'] for p in per):.4f} .. {max(p['sum'] for p in per):.4f}).")
 
-    st.header("Shapes of this step")
-    page.shapes_table(t, stages_of_step(STEP, t.config))
 
 
-ctx = page.setup(STEP)
-page.guard(render, ctx)
-page.nav(STEP)
+page.run(STEP, render)

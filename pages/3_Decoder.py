@@ -6,7 +6,6 @@ import streamlit as st
 
 from detr_viz.explain import decoder as dec
 from detr_viz.explain import dims
-from detr_viz.stages import stages_of_step
 from ui import page, state
 
 STEP = 3
@@ -102,10 +101,6 @@ def render(ctx: state.Context) -> None:
     st.info("These weights only decide what the decoder *reads* from the encoded image. The box attention maps "
             "of the next step are a different attention, computed once more from the final box embeddings.")
 
-    st.header("Shapes of this step")
-    page.shapes_table(t, stages_of_step(STEP, t.config))
 
 
-ctx = page.setup(STEP)
-page.guard(render, ctx)
-page.nav(STEP)
+page.run(STEP, render)

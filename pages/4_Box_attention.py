@@ -8,7 +8,6 @@ import streamlit as st
 
 from detr_viz.explain import attention as att
 from detr_viz.explain import dims
-from detr_viz.stages import stages_of_step
 from detr_viz.trace import best_query
 from ui import page, state
 
@@ -121,10 +120,6 @@ def render(ctx: state.Context) -> None:
     st.caption("These maps go on to step 5: each query's M maps are stacked onto input_proj(Res5) as M extra "
                "channels.")
 
-    st.header("Shapes of this step")
-    page.shapes_table(t, stages_of_step(STEP, t.config))
 
 
-ctx = page.setup(STEP)
-page.guard(render, ctx)
-page.nav(STEP)
+page.run(STEP, render)

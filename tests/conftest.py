@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from detr_viz.testing import CONFIDENT, TINY, UNSURE, make_confident, tiny_model  # noqa: F401

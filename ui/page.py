@@ -14,7 +14,7 @@ from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 import detr_viz
-from detr_viz.stages import STEPS, stage
+from detr_viz.stages import STEPS, stage, stages_of_step
 from detr_viz.viz import fit_width
 
 from . import state
@@ -131,6 +131,15 @@ def link(path: str, label: str, icon: str | None = None, container=None) -> None
         target.page_link(path, label=label, icon=icon)
     except StreamlitAPIException:
         target.markdown(f"[{label}]({url_of(path)})")
+
+
+def run(step: int, render) -> None:
+    """A step page: setup (header, context), the guarded body, this step's shapes table, prev/next."""
+    ctx = setup(step)
+    guard(render, ctx)
+    st.header("Shapes of this step")
+    shapes_table(ctx.trace, stages_of_step(step, ctx.trace.config))
+    nav(step)
 
 
 def guard(render, ctx: state.Context) -> None:
