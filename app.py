@@ -154,7 +154,7 @@ def render(ctx: state.Context) -> None:
         st.caption("The mask head ran only for the queries the merge keeps (each query's mask is computed "
                    "on its own, so this gives the same masks as running all of them).")
     st.divider()
-    page.link("pages/1_Backbone.py", "Start the walk: Step 1 · CNN backbone →", icon="▶️")
+    page.link("pages/1_Backbone.py", "Start the walk: Step 1 · CNN backbone →", icon=":material/play_arrow:")
 
 
 page.configure(0)

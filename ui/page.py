@@ -53,7 +53,7 @@ def setup(step: int | None, title: str | None = None) -> state.Context:
 def configure(step: int | None, title: str | None = None) -> None:
     """st.set_page_config with the page's name (the first Streamlit call of a page)."""
     name = title or (STEPS[step - 1].title if step and step <= 7 else PAGES.get(step or 0, ("", "detr-viz"))[1])
-    st.set_page_config(page_title=f"detr-viz · {name}", page_icon="🔎", layout="wide")
+    st.set_page_config(page_title=f"detr-viz · {name}", page_icon=":material/search:", layout="wide")
 
 
 def context() -> state.Context:
@@ -62,7 +62,7 @@ def context() -> state.Context:
         return state.ensure_context()
     except detr_viz.ImageError as e:
         st.error(f"The current image cannot be used: {e} Pick another image on the Home page.")
-        link("app.py", "Go to the Home page", icon="🏠")
+        link("app.py", "Go to the Home page", icon=":material/home:")
         st.stop()
     except Exception as e:            # never a raw traceback in the app
         log.error("context failed: %s", traceback.format_exc())
@@ -93,7 +93,7 @@ def sidebar(ctx: state.Context) -> None:
             st.caption(ctx.image_credit)
         st.markdown(f"**Model:** `{ctx.model_key}`  \n**Device:** {ctx.trace.device_name}  \n"
                     f"**Traced in:** {ctx.trace.total_time:.2f} s")
-        link("app.py", "Change image or model", icon="🏠")
+        link("app.py", "Change image or model", icon=":material/home:")
 
 
 def nav(step: int) -> None:

@@ -53,12 +53,14 @@ class TrainConfig:
     """Everything about a training run except the architecture."""
     size: int = DEFAULT_SIZE            # scenes are size x size
     batch_size: int = 8
-    det_images: int = 30_000            # phase 1: detection only
-    mask_images: int = 10_000           # phase 2: masks (see mask_phase)
+    det_images: int = 100_000           # phase 1: detection only (at most; see det_minutes)
+    mask_images: int = 100_000          # phase 2: masks (see mask_phase; at most)
     mask_phase: str = "frozen"          # "frozen": detector fixed; "joint": everything trains
-    lr: float = 2e-4                    # AdamW, all parameters
+    lr: float = 2e-4                    # AdamW, detector (and the mask head in phase 1: unused)
+    mask_lr: float = 2e-3               # AdamW, box attention + mask head in phase 2
     weight_decay: float = 1e-4
-    warmup_steps: int = 200
+    warmup_steps: int = 200             # linear warm-up of phase 1
+    mask_warmup_steps: int = 20         # ... and of phase 2
     lr_drop_at: float = 0.8             # in each phase, lr x 0.1 after this fraction of its images
     clip: float = 0.1                   # gradient-norm clip
     w_class: float = 2.0                # loss weights (the matcher uses the same class/box weights)
@@ -79,7 +81,8 @@ class TrainConfig:
     val_n: int = 60                     # validation scenes (seeds VAL_SEED0 + i)
     val_thresholds: tuple = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
     ckpt_every_s: float = 180.0
-    max_minutes: float = 0.0            # safety stop (0 = none); the schedule is in images
+    det_minutes: float = 66.0           # if > 0, phase 1 also ends after this many minutes
+    mask_minutes: float = 18.0          # if > 0, phase 2 also ends after this many minutes
 
     @property
     def total_images(self) -> int:
@@ -353,17 +356,31 @@ def panoptic_eval(outputs, scenes, thresholds) -> dict:
 
 # ---- training loop ----------------------------------------------------------------------------
 
-def _lr_factor(step_in_phase: int, phase_steps: int, tc: TrainConfig) -> float:
-    warm = min(1.0, (step_in_phase + 1) / max(tc.warmup_steps, 1))
-    return warm * (0.1 if step_in_phase >= tc.lr_drop_at * phase_steps else 1.0)
+def _lr_factor(step_in_phase: int, progress: float, warmup: int, tc: TrainConfig) -> float:
+    """Linear warm-up over the first steps of a phase, x 0.1 once the phase is lr_drop_at done."""
+    warm = min(1.0, (step_in_phase + 1) / max(warmup, 1))
+    return warm * (0.1 if progress >= tc.lr_drop_at else 1.0)
+
+
+def _progress(state: dict, tc: TrainConfig) -> float:
+    """Fraction of the current phase done: by images, or by minutes if that limit comes first."""
+    det = state["phase"] == "det"
+    steps = (tc.det_images if det else tc.mask_images) // tc.batch_size
+    minutes = tc.det_minutes if det else tc.mask_minutes
+    p = (state["step"] - state["phase_start_step"]) / max(steps, 1)
+    if minutes > 0:
+        p = max(p, (state["elapsed_s"] - state["phase_start_s"]) / (60 * minutes))
+    return p
 
 
 def _make_optimizer(model, tc: TrainConfig, phase: str):
-    if phase == "mask" and tc.mask_phase == "frozen":
-        params = mask_parameters(model)
-    else:
-        params = [p for p in model.parameters()]
-    return torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    """AdamW; each group keeps its base lr under "base_lr". Frozen mask phase: mask params only."""
+    groups = [{"params": mask_parameters(model), "base_lr": tc.mask_lr if phase == "mask" else tc.lr}]
+    if not (phase == "mask" and tc.mask_phase == "frozen"):
+        groups.append({"params": detector_parameters(model), "base_lr": tc.lr})
+    for g in groups:
+        g["lr"] = g["base_lr"]
+    return torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
 
 
 def _set_mode(model, phase: str, tc: TrainConfig) -> None:
@@ -404,7 +421,8 @@ def train(cfg: DETRConfig, tc: TrainConfig, out_dir, resume: bool = True, releas
     ckpt_path = out_dir / "checkpoint.pt"
     log = Logger(out_dir / "log.jsonl")
     model = build_train_model(cfg, tc.seed)
-    state = {"images": 0, "step": 0, "elapsed_s": 0.0}
+    state = {"images": 0, "step": 0, "elapsed_s": 0.0, "phase": "det" if tc.det_images else "mask",
+             "phase_start_step": 0, "phase_start_s": 0.0}
     ckpt = None
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -416,30 +434,28 @@ def train(cfg: DETRConfig, tc: TrainConfig, out_dir, resume: bool = True, releas
                     "machine": machine_description()})
     val = validation_scenes(tc.val_n, tc.size) if tc.val_n else []
 
-    det_steps = tc.det_images // tc.batch_size
-    mask_steps = tc.mask_images // tc.batch_size
-    phase = None
-    opt = None
+    phase, opt = None, None
     t_last_val = t_last_ckpt = time.time()
     t0 = time.time() - state["elapsed_s"]
     window: dict = {}
     t_window, n_window = time.time(), 0
-    loader = batches(tc, state["images"])
-    for images, targets in loader:
-        step = state["step"]
-        new_phase = "det" if step < det_steps else "mask"
-        if new_phase != phase:
-            phase = new_phase
+    for images, targets in batches(tc, state["images"]):
+        if state["phase"] != phase:                    # start (or resume) a phase
+            phase = state["phase"]
             opt = _make_optimizer(model, tc, phase)
             if ckpt is not None and ckpt.get("phase") == phase:
                 opt.load_state_dict(ckpt["optimizer"])
             ckpt = None
             _set_mode(model, phase, tc)
-            log.print(f"phase {phase}: {'detection only' if phase == 'det' else 'masks, detector ' + tc.mask_phase}")
-        in_phase = step if phase == "det" else step - det_steps
-        phase_steps = det_steps if phase == "det" else mask_steps
+            log.print(f"phase {phase} from image {state['images']}: "
+                      f"{'detection only' if phase == 'det' else 'masks, detector ' + tc.mask_phase}")
+            log.record({"type": "phase", "phase": phase, "step": state["step"], "images": state["images"],
+                        "minutes": state["elapsed_s"] / 60})
+        progress = _progress(state, tc)
+        warmup = tc.warmup_steps if phase == "det" else tc.mask_warmup_steps
+        factor = _lr_factor(state["step"] - state["phase_start_step"], progress, warmup, tc)
         for g in opt.param_groups:
-            g["lr"] = tc.lr * _lr_factor(in_phase, phase_steps, tc)
+            g["lr"] = g["base_lr"] * factor
 
         images = images.contiguous(memory_format=torch.channels_last)   # (B, 3, S, S)
         frozen = phase == "mask" and tc.mask_phase == "frozen"
@@ -462,20 +478,24 @@ def train(cfg: DETRConfig, tc: TrainConfig, out_dir, resume: bool = True, releas
         if state["step"] % tc.log_every == 0:
             _log_window(log, state, phase, window, tc, n_window / (time.time() - t_window), opt)
             window, t_window, n_window = {}, time.time(), 0
-        last = state["step"] >= det_steps + mask_steps
-        timeout = tc.max_minutes and state["elapsed_s"] > tc.max_minutes * 60
+        phase_done = _progress(state, tc) >= 1.0
+        last = phase_done and phase == "mask"
         stop = stop_after_steps is not None and state["step"] >= stop_after_steps
-        if val and (time.time() - t_last_val > tc.val_every_s or last or timeout):
+        if val and (time.time() - t_last_val > tc.val_every_s or phase_done):
             _validate(model, val, tc, state, log, phase)
             t_last_val = time.time()
-        if time.time() - t_last_ckpt > tc.ckpt_every_s or last or timeout or stop:
+        if phase_done and not last:                    # detection done: masks next
+            state.update(phase="mask", phase_start_step=state["step"], phase_start_s=state["elapsed_s"],
+                         det_images_done=state["images"])
+        if time.time() - t_last_ckpt > tc.ckpt_every_s or phase_done or stop:
             _save_checkpoint(ckpt_path, model, opt, state, phase)
             t_last_ckpt = time.time()
-        if last or timeout or stop:
+        if last or stop:
             break
     model.eval()
     if release_path is not None:
         meta = {"images_seen": state["images"], "train_minutes": round(state["elapsed_s"] / 60, 1),
+                "det_phase_images": state.get("det_images_done", 0),
                 "machine": machine_description(), "input_size": tc.size,
                 "normalize_mean": list(IMAGENET_MEAN), "normalize_std": list(IMAGENET_STD),
                 "train_config": json.dumps(asdict(tc))}
@@ -487,12 +507,19 @@ def _log_window(log, state, phase, window, tc, img_per_s, opt):
     n = tc.log_every
     avg = {k: v / n for k, v in window.items()}
     rec = {"type": "train", "step": state["step"], "images": state["images"], "phase": phase,
-           "minutes": state["elapsed_s"] / 60, "img_per_s": img_per_s, "lr": opt.param_groups[0]["lr"], **avg}
+           "minutes": state["elapsed_s"] / 60, "img_per_s": img_per_s, "lr": opt.param_groups[-1]["lr"], **avg}
     log.record(rec)
-    left = (tc.total_images - state["images"]) / max(img_per_s, 1e-6) / 60
+    left = (1 - min(_progress(state, tc), 1)) * _phase_len(state, tc) / max(img_per_s, 1e-6) / 60
+    minutes = tc.det_minutes if state["phase"] == "det" else tc.mask_minutes
+    if minutes > 0:
+        left = min(left, minutes - (state["elapsed_s"] - state["phase_start_s"]) / 60)
     main = " ".join(f"{k} {avg[k]:.3f}" for k in ("loss", "ce", "l1", "giou", "focal", "dice", "cls_acc") if k in avg)
-    log.print(f"[{phase}] step {state['step']} img {state['images']}/{tc.total_images} "
-              f"{state['elapsed_s'] / 60:.1f} min {img_per_s:.1f} img/s (~{left:.0f} min left) | {main}")
+    log.print(f"[{phase}] step {state['step']} img {state['images']} "
+              f"{state['elapsed_s'] / 60:.1f} min {img_per_s:.1f} img/s (~{left:.0f} min left in phase) | {main}")
+
+
+def _phase_len(state, tc) -> int:
+    return tc.det_images if state["phase"] == "det" else tc.mask_images
 
 
 def _validate(model, val, tc, state, log, phase):
