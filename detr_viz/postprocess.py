@@ -102,7 +102,7 @@ class PanopticResult:
                            "target_size": list(self.target_size)}, indent=2)
 
 
-def _instance_color(base, k: int) -> tuple[int, int, int]:
+def instance_color(base, k: int) -> tuple[int, int, int]:
     """Category colour for the first instance, then slightly shifted shades for the next ones."""
     if k == 0:
         return tuple(int(c) for c in base)
@@ -199,7 +199,7 @@ def postprocess_panoptic(outputs, processed_size, target_size=None, threshold: f
         segments.append({"id": i, "category_id": cat.id, "name": cat.name,
                          "isthing": categories.is_thing(cat.id), "area": int(area[i]),
                          "score": round(float(cur_scores[i]), 6), "query": int(qidx[i]),
-                         "color": _instance_color(cat.color, n if cat.isthing else 0)})
+                         "color": instance_color(cat.color, n if cat.isthing else 0)})
     return PanopticResult(ids.astype(np.int32), segments, (h, w), target_size, float(threshold),
                           scores.numpy(), labels.numpy(), kept.numpy(), winner_before, winner_after,
                           winner_final, stuff_merges, dropped, rounds)

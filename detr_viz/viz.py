@@ -39,24 +39,11 @@ def colorize(values, cmap: str = SEQUENTIAL, vmin=None, vmax=None, symmetric: bo
     return (rgba[..., :3] * 255).astype(np.uint8)
 
 
-def upscale(array: np.ndarray, size: tuple[int, int], smooth: bool = False) -> np.ndarray:
-    """Resize an (h, w) or (h, w, 3) array to size = (W, H): nearest keeps grid cells visible."""
-    img = Image.fromarray(array if array.dtype == np.uint8 else array.astype(np.float32))
-    return np.asarray(img.resize(size, Image.BILINEAR if smooth else Image.NEAREST))
-
-
 def heatmap(values, size=None, cmap: str = SEQUENTIAL, smooth: bool = False, **kw) -> Image.Image:
     """(h, w) values as a colour picture, optionally enlarged to size = (W, H)."""
     rgb = colorize(values, cmap, **kw)
     img = Image.fromarray(rgb)
     return img.resize(size, Image.BILINEAR if smooth else Image.NEAREST) if size else img
-
-
-def overlay(image: Image.Image, values, alpha: float = 0.55, cmap: str = SEQUENTIAL, smooth: bool = False,
-            **kw) -> Image.Image:
-    """Blend a heat map of `values` (any grid size) over `image` (resized to the image's size)."""
-    heat = heatmap(values, image.size, cmap, smooth, **kw)
-    return Image.blend(image.convert("RGB"), heat, alpha)
 
 
 def grid(images: list, ncols: int, labels: list | None = None, pad: int = 4, label_height: int = 18,
@@ -69,7 +56,7 @@ def grid(images: list, ncols: int, labels: list | None = None, pad: int = 4, lab
     nrows = math.ceil(len(images) / ncols)
     out = Image.new("RGB", (ncols * (w + pad) + pad, nrows * (h + lh + pad) + pad), background)
     draw = ImageDraw.Draw(out)
-    font = _font(max(11, lh - 5))
+    font = load_font(max(11, lh - 5))
     for i, img in enumerate(images):
         r, c = divmod(i, ncols)
         x, y = pad + c * (w + pad), pad + r * (h + lh + pad)
@@ -79,7 +66,7 @@ def grid(images: list, ncols: int, labels: list | None = None, pad: int = 4, lab
     return out
 
 
-def _font(size: int):
+def load_font(size: int):
     for name in ("DejaVuSans.ttf", "Arial.ttf"):
         try:
             return ImageFont.truetype(name, size)
@@ -92,15 +79,6 @@ def top_channels(features, k: int = 16) -> list[int]:
     """Indices of the k channels with the highest mean activation. features: (C, h, w)."""
     f = to_numpy(features)
     return np.argsort(-f.reshape(f.shape[0], -1).mean(1))[:k].tolist()
-
-
-def channel_grid(features, channels, tile: int = 128, ncols: int = 4, cmap: str = SEQUENTIAL) -> Image.Image:
-    """A grid of the chosen channels of (C, h, w) features, each scaled on its own."""
-    f = to_numpy(features)
-    h, w = f.shape[-2:]
-    size = (tile, max(1, round(tile * h / w)))
-    tiles = [heatmap(f[c], size, cmap) for c in channels]
-    return grid(tiles, ncols, labels=[f"ch {c}" for c in channels])
 
 
 def pca(features, k: int = 3, oversample: int = 8, power_iters: int = 3) -> tuple[np.ndarray, float]:
@@ -153,7 +131,7 @@ def draw_boxes(image: Image.Image, boxes_xyxy, labels, colors, width: int = 3, d
     font_size: of the tags (default 1/60 of the picture's width, at least 12)."""
     img = image.convert("RGB").copy()
     draw = ImageDraw.Draw(img)
-    font = _font(font_size or max(12, img.width // 60))
+    font = load_font(font_size or max(12, img.width // 60))
     for i, (box, label, color) in enumerate(zip(boxes_xyxy, labels, colors)):
         x0, y0, x1, y1 = [float(v) for v in box]
         color = tuple(int(c) for c in color)
@@ -181,17 +159,6 @@ def _dashed_rect(draw, box, color, width, dash: int = 10):
             t0, t1 = k / n, min(1.0, (k + 1) / n)
             draw.line((a[0] + (b[0] - a[0]) * t0, a[1] + (b[1] - a[1]) * t0,
                        a[0] + (b[0] - a[0]) * t1, a[1] + (b[1] - a[1]) * t1), fill=color, width=width)
-
-
-def mark_cell(image: Image.Image, cell: tuple[int, int], grid_hw: tuple[int, int], color=(255, 0, 0),
-              width: int = 3) -> Image.Image:
-    """Outline grid cell (row, col) of an h x w grid laid over the image."""
-    img = image.convert("RGB").copy()
-    h, w = grid_hw
-    r, c = cell
-    cw, ch = img.width / w, img.height / h
-    ImageDraw.Draw(img).rectangle((c * cw, r * ch, (c + 1) * cw, (r + 1) * ch), outline=color, width=width)
-    return img
 
 
 def panoptic_overlay(image: Image.Image, result, alpha: float = 0.6, outlines: bool = True) -> Image.Image:
@@ -248,7 +215,7 @@ def table_grid(tiles: list, row_labels=None, col_labels=None, pad: int = 4, font
     if not nrows or not ncols:
         return Image.new("RGB", (1, 1), background), GridLayout(0, 0, 1, 1, pad, 0, 0)
     tw, th = tiles[0][0].size
-    font = _font(font_size)
+    font = load_font(font_size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
 
     def text_w(s):

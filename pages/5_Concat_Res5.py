@@ -105,7 +105,7 @@ def render(ctx):
         f"average attention value is 1 / ({M} × {h} × {w}) = {1 / (M * h * w):.2g}. The first 3×3 conv of the mask "
         f"head (`lay1`, {d + M} → {d + M} channels) learns how much weight to give them next to the features.")
     with st.expander(f"Where query {q} looks: the sum of its {M} maps over the photo"):
-        st.image(memo(("overlay", q), lambda: concat.attention_overlay(stack, t.image)),
+        st.image(memo(("overlay", q), lambda: concat.attention_overlay(t, stack)),
                  width=640)
 
 

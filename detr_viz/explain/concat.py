@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..viz import DIVERGING, SEQUENTIAL, _font, colorize, grid, to_numpy
+from ..viz import DIVERGING, SEQUENTIAL, colorize, load_font, grid, to_numpy
+from . import display_image, grid_overlay
 
 FEATURE_EDGE = (0, 114, 178)      # Okabe-Ito blue: the d feature channels
 ATTENTION_EDGE = (230, 159, 0)    # Okabe-Ito orange: the M attention channels
@@ -146,12 +147,10 @@ def attention_grid(stack: ConcatStack, tile: int = 220, ncols: int = 4) -> Image
     return grid(tiles, ncols, labels=labels, label_height=22)
 
 
-def attention_overlay(stack: ConcatStack, image: Image.Image, width: int = 640) -> Image.Image:
-    """The sum of the M maps (where the query looks, all heads together) over the photo."""
-    photo = image.convert("RGB")
-    photo = photo.resize((width, max(1, round(photo.height * width / photo.width))), Image.BILINEAR)
-    heat = Image.fromarray(colorize(stack.attention.sum(0), SEQUENTIAL, vmin=0.0)).resize(photo.size, Image.NEAREST)
-    return Image.blend(photo, heat, 0.6)
+def attention_overlay(trace, stack: ConcatStack, width: int = 640) -> Image.Image:
+    """The sum of the M maps (where the query looks, all heads together) over the photo, each cell
+    drawn on the patch of the photo it covers."""
+    return grid_overlay(trace, stack.attention.sum(0), display_image(trace, width), alpha=0.6, vmin=0.0)
 
 
 def stack_picture(stack: ConcatStack, channels, tile: int = 300, step: tuple[int, int] = (20, 13)) -> Image.Image:
@@ -166,7 +165,7 @@ def stack_picture(stack: ConcatStack, channels, tile: int = 300, step: tuple[int
     H = sh + dy * n_back + margin_top + 46
     out = Image.new("RGB", (W, H), (255, 255, 255))
     draw = ImageDraw.Draw(out)
-    font, small = _font(20), _font(16)
+    font, small = load_font(20), load_font(16)
     draw.text((10, 8), f"query {stack.query}: {stack.channels} × {stack.grid[0]} × {stack.grid[1]} "
               f"(d + M = {stack.d} + {stack.M} channels)", fill=(20, 20, 20), font=font)
     fmax = max(float(np.abs(stack.features[list(channels)]).max()), 1e-12)

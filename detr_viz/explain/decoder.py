@@ -13,7 +13,7 @@ import torch
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
-from ..viz import boxes_to_xyxy, draw_boxes, grid, to_numpy, _font
+from ..viz import boxes_to_xyxy, draw_boxes, grid, load_font, to_numpy
 from . import DISPLAY_WIDTH, dims, display_image, grid_overlay, tile_width
 
 # Okabe-Ito, for lines of a chart (colour-blind safe); "no object" is drawn grey and dashed.
@@ -128,7 +128,7 @@ def layer_boxes_picture(trace, q: int, width: int = DISPLAY_WIDTH) -> Image.Imag
     L = boxes.shape[0]
     draw = ImageDraw.Draw(img)
     size = max(14, width // 26)
-    font = _font(size)
+    font = load_font(size)
     line = max(3, width // 240)
     for i, (box, color) in enumerate(zip(boxes, layer_colors(L))):
         x0, y0, x1, y1 = [float(v) for v in box]

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ..postprocess import SMALL_AREA, _instance_color
-from ..viz import DIVERGING, SEQUENTIAL, _font, colorize
+from ..postprocess import SMALL_AREA, instance_color
+from ..viz import DIVERGING, SEQUENTIAL, colorize, load_font
 
 NO_OWNER = (40, 40, 40)         # colour of pixels no kept query owns (only when nothing is kept)
 
@@ -102,7 +102,7 @@ def query_colors(result, categories) -> dict[int, tuple[int, int, int]]:
         label = int(result.labels[q])
         n = count.get(label, 0)
         count[label] = n + 1
-        colors[q] = seg_color.get(q) or _instance_color(categories[label].color, n + 1)
+        colors[q] = seg_color.get(q) or instance_color(categories[label].color, n + 1)
     return colors
 
 
@@ -381,7 +381,7 @@ def logit_picture(logits: np.ndarray, width: int) -> Image.Image:
 
 def legend_picture(items, width: int = 720, swatch: int = 22, font_size: int = 17) -> Image.Image:
     """Colour swatches with text, wrapped into rows: items = [(rgb, text), ...]."""
-    font = _font(font_size)
+    font = load_font(font_size)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     cells = [(tuple(int(v) for v in c), str(t), probe.textlength(str(t), font=font) + swatch + 26) for c, t in items]
     rows, row, x = [], [], 0

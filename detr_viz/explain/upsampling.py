@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ..viz import DIVERGING, SEQUENTIAL, _font, colorize, to_numpy
+from ..viz import DIVERGING, SEQUENTIAL, colorize, load_font, to_numpy
 
 RES_OF_ADAPTER = {1: "Res4", 2: "Res3", 3: "Res2"}
 
@@ -194,7 +194,7 @@ def fpn_picture(level: FPNLevel, tile: int = 300) -> Image.Image:
     gap, top = 44, 30
     out = Image.new("RGB", (3 * size[0] + 2 * gap + 8, size[1] + top + 6), (255, 255, 255))
     draw = ImageDraw.Draw(out)
-    font, big = _font(16), _font(32)
+    font, big = load_font(16), load_font(32)
     for i, (t, lab) in enumerate(zip(tiles, labels)):
         x = 4 + i * (size[0] + gap)
         out.paste(t, (x, top))
@@ -250,7 +250,7 @@ def sharpening_picture(stages: list[SharpStage], tile: int = 320, ncols: int = 3
     nrows = int(np.ceil(len(stages) / ncols))
     out = Image.new("RGB", (ncols * (size[0] + pad) + pad, nrows * (size[1] + top + bottom)), (255, 255, 255))
     draw = ImageDraw.Draw(out)
-    font = _font(16)
+    font = load_font(16)
     for i, s in enumerate(stages):
         r, c = divmod(i, ncols)
         x, y = pad + c * (size[0] + pad), r * (size[1] + top + bottom) + 4
