@@ -35,6 +35,10 @@ class DETRConfig:
     bbox_attention_scale: float = 1.0
     categories: str = "coco"          # category table: "coco" or "toyworld"
     threshold: float = 0.85           # default score threshold of the panoptic merge
+    # The resize the model was trained for: shorter side `input_size`, longer at most `max_input_size`
+    # (None: no cap). 800 / 1333 as the official evaluation; the toy-world model uses 160 / None.
+    input_size: int = 800
+    max_input_size: int | None = 1333
 
     def __post_init__(self):
         if self.backbone not in RESNET_CHANNELS:

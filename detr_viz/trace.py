@@ -459,20 +459,26 @@ def best_query(pred_logits: torch.Tensor) -> int:
     return int(probs.max(-1).values.argmax())
 
 
+_CONFIG = object()      # "take it from the model's config"
+
+
 def trace(model, image, threshold: float | None = None, queries=None, progress=None,
-          size: int = 800, max_size: int | None = 1333) -> Trace:
+          size: int | None = None, max_size=_CONFIG) -> Trace:
     """Run `model` once on `image` (path, bytes, file object or PIL image) and record every stage.
 
     threshold: score threshold of the merge (default: the model config's, 0.85 for the official
       checkpoints). queries: extra query indices to run through the mask head besides the kept
       ones. progress: optional callable(step_number, text), called as each block starts.
-    size, max_size: the resize of the official evaluation (shorter side 800, longer at most 1333).
+    size, max_size: the resize (shorter side, cap of the longer side; max_size None = no cap);
+      default: the config's input_size / max_input_size (800 / 1333 for the official checkpoints,
+      as the official evaluation).
     """
     model.eval()
     cfg = model.config
     threshold = cfg.threshold if threshold is None else float(threshold)
     pil = load_image(image)
-    pre = preprocess(pil, size=size, max_size=max_size)
+    pre = preprocess(pil, size=cfg.input_size if size is None else size,
+                     max_size=cfg.max_input_size if max_size is _CONFIG else max_size)
     dev = next(model.parameters()).device
     t = Trace(model=model, image=pil, pre=pre, threshold=threshold,
               categories=get_categories(cfg.categories, cfg.num_classes),

@@ -68,10 +68,17 @@ def plot_log(log_path: Path, out_png: Path, threshold: float | None = None) -> N
         for group, style in (("all", "-"), ("things", "--"), ("stuff", ":")):
             ax2.plot([r["minutes"] for r in val_recs], [pick(r)[group]["pq"] for r in val_recs],
                      style, marker="o", ms=3, label=f"PQ {group}")
-        ax2.set_ylim(0, 100)
-        ax2.axhline(70, color="gray", lw=0.5)
+    det_recs = [r for r in recs if r["type"] == "val" and "det_recall_cls" in r]
+    if det_recs:
+        ax2.plot([r["minutes"] for r in det_recs], [100 * r["det_recall_cls"] for r in det_recs],
+                 color="gray", marker=".", lw=0.8,
+                 label="GT segments whose class is found\n(score > 0.7; no masks yet)")
+    ax2.set_ylim(0, 100)
+    ax2.axhline(70, color="gray", lw=0.5)
+    if t:
+        ax2.set_xlim(ax1.get_xlim())
     ax2.set_xlabel("training time (min)")
-    ax2.set_title("validation PQ" + (f" (merge threshold {threshold:g})" if threshold is not None else ""))
+    ax2.set_title("validation (60 scenes): PQ" + (f" at merge threshold {threshold:g}" if threshold is not None else ""))
     ax2.legend(fontsize=8)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
@@ -94,6 +101,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, help="stop after this many steps (smoke tests)")
     p.add_argument("--model", action="append", default=[], metavar="KEY=VALUE",
                    help="override a DETRConfig field, e.g. --model dilation=false")
+    p.add_argument("--finalize", type=Path, metavar="MODEL_PT",
+                   help="choose the merge threshold of a trained model on validation scenes, "
+                        "store it in the config and write --release (no training)")
+    p.add_argument("--val-scenes", type=int, default=300, help="validation scenes for --finalize")
+    p.add_argument("--test-pq", type=str, help="with --finalize: JSON of held-out PQ numbers to store in meta")
     p.add_argument("--plot", type=Path, help="only plot this log.jsonl and exit")
     p.add_argument("--plot-out", type=Path, default=ROOT / "docs" / "toyworld_training.png")
     p.add_argument("--plot-threshold", type=float)
@@ -107,6 +119,11 @@ def main(argv=None) -> int:
 
     if args.plot:
         plot_log(args.plot, args.plot_out, args.plot_threshold)
+        return 0
+    if args.finalize:
+        if not args.release:
+            p.error("--finalize needs --release")
+        finalize(args.finalize, args.release, args.val_scenes, args.test_pq)
         return 0
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
                  if f.name != "val_thresholds" and getattr(args, f.name) is not None}
@@ -123,10 +140,53 @@ def main(argv=None) -> int:
     if args.release:
         args.release.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out_model, args.release)
-        digest = sha256_of(args.release)
-        args.release.with_suffix(".sha256").write_text(f"{digest}  {args.release.name}\n")
-        print(f"released {args.release} sha256 {digest}")
+        write_sha256(args.release)
     return 0
+
+
+def write_sha256(path: Path) -> None:
+    """<file name>.sha256 next to the file: "<hex digest>  <file name>" (what detr_viz.weights reads
+    when the registry entry has no hash of its own)."""
+    digest = sha256_of(path)
+    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+    print(f"released {path} ({path.stat().st_size:,} bytes) sha256 {digest}")
+
+
+def finalize(src: Path, dst: Path, n_val: int, test_pq: str | None) -> None:
+    """Pick the merge threshold with the best validation PQ and store it in the checkpoint config.
+
+    Uses validation scenes (seeds VAL_SEED0 + i), never the held-out test scenes."""
+    import torch
+
+    from detr_viz.config import DETRConfig
+    from detr_viz.segmentation import DETRPanoptic
+    from detr_viz.toyworld.scenes import validation_scenes
+    from detr_viz.toyworld.train import panoptic_eval, predict_outputs
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    cfg = DETRConfig.from_dict(ckpt["config"])
+    model = DETRPanoptic(cfg)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    model.eval()
+    size = int(ckpt["meta"].get("input_size", 160))
+    scenes = validation_scenes(n_val, size)
+    outputs = predict_outputs(model, scenes)
+    sweep = panoptic_eval(outputs, scenes, (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95))
+    for t, r in sweep.items():
+        print(f"val threshold {t:g}: PQ {r['all']['pq']:.2f} things {r['things']['pq']:.2f} "
+              f"stuff {r['stuff']['pq']:.2f}")
+    best = max(sweep, key=lambda t: sweep[t]["all"]["pq"])
+    print(f"chosen threshold {best:g} (best validation PQ on {n_val} scenes)")
+    ckpt["config"] = cfg.replace(threshold=float(best)).to_dict()
+    meta = dict(ckpt["meta"])
+    meta["threshold_choice"] = f"best PQ on {n_val} validation scenes (seeds VAL_SEED0 + i)"
+    meta["val_PQ"] = {str(t): round(r["all"]["pq"], 2) for t, r in sweep.items()}
+    if test_pq:
+        meta.update(json.loads(test_pq))
+    ckpt["meta"] = meta
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, dst)
+    write_sha256(dst)
 
 
 def _bool(s: str) -> bool:

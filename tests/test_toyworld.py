@@ -158,12 +158,13 @@ def test_training_resumes(tmp_path):
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="assets/models/toyworld.pt not built yet")
 def test_shipped_checkpoint():
     assert SHIPPED.stat().st_size <= 25_000_000
-    sidecar = SHIPPED.with_suffix(".sha256")
+    sidecar = SHIPPED.with_name(SHIPPED.name + ".sha256")
     digest = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
     assert sidecar.read_text().split()[0] == digest
     ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=True)
     cfg = DETRConfig.from_dict(ckpt["config"])
     assert cfg.categories == "toyworld" and cfg.frozen_bn and cfg.num_classes == 8
+    assert (cfg.input_size, cfg.max_input_size) == (ckpt["meta"]["input_size"], None)   # trained scale
     model = DETRPanoptic(cfg)
     model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
     for key in ("images_seen", "train_minutes", "PQ"):

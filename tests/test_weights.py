@@ -119,10 +119,19 @@ def test_cache_dir_follows_torch_hub(cache):
 def test_toyworld_hash_from_sidecar(tmp_path):
     model = tmp_path / "toyworld.pt"
     model.write_bytes(b"x")
-    toy = dataclasses.replace(W.MODELS["toyworld"], local_path=model)
+    toy = dataclasses.replace(W.MODELS["toyworld"], local_path=model, sha256_prefix="")
     assert toy.expected_sha256 == ""
     (tmp_path / "toyworld.pt.sha256").write_text("ABCDEF12  toyworld.pt\n")
     assert toy.expected_sha256 == "abcdef12"
+
+
+def test_shipped_toyworld_file_matches_its_registry_hash():
+    entry = W.MODELS["toyworld"]
+    assert entry.local_path.is_file(), "assets/models/toyworld.pt ships with the repository"
+    assert len(entry.sha256_prefix) >= 8 and W.verify_file(entry.local_path, entry.sha256_prefix)
+    sidecar = entry.local_path.with_name(entry.local_path.name + ".sha256").read_text().split()[0]
+    assert sidecar.startswith(entry.sha256_prefix)
+    assert entry.local_path.stat().st_size <= 25 * 1024 * 1024
 
 
 # ---- download -----------------------------------------------------------------------------------
@@ -261,7 +270,7 @@ def test_env_var_file_does_not_replace_shipped_model(cache, tmp_path, monkeypatc
     own.write_bytes(b"x")
     monkeypatch.setenv(W.ENV_VAR, str(own))
     assert W.MODELS["detr-r50-panoptic"].offline_path() == own
-    toy = dataclasses.replace(W.MODELS["toyworld"], local_path=tmp_path / "toyworld.pt")
+    toy = dataclasses.replace(W.MODELS["toyworld"], local_path=tmp_path / "toyworld.pt", sha256_prefix="")
     assert toy.offline_path() is None
     tiny_checkpoint(toy.local_path)
     assert W.fetch_entry(toy) == toy.local_path
@@ -269,7 +278,7 @@ def test_env_var_file_does_not_replace_shipped_model(cache, tmp_path, monkeypatc
 
 def test_local_path_and_missing_toyworld(cache, tmp_path):
     model = tmp_path / "toyworld.pt"
-    toy = dataclasses.replace(W.MODELS["toyworld"], local_path=model)
+    toy = dataclasses.replace(W.MODELS["toyworld"], local_path=model, sha256_prefix="")
     with pytest.raises(W.WeightsUnavailable, match="missing"):
         W.fetch_entry(toy)
     data = tiny_checkpoint(model)

@@ -15,7 +15,6 @@ run resumed from a checkpoint sees exactly the scenes it would have seen.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import time
@@ -306,8 +305,11 @@ def export_state_dict(model: nn.Module) -> dict:
 
 
 def save_release(model, cfg: DETRConfig, path, meta: dict) -> None:
-    """The shipped file: {"model": float16 state dict, "config": dict, "meta": dict}."""
-    cfg_dict = cfg.replace(frozen_bn=True).to_dict()
+    """The shipped file: {"model": float16 state dict, "config": dict, "meta": dict}. The config
+    carries the training resize (shorter side = the scene size, no cap), so `trace()` feeds the
+    model images at the scale it was trained on."""
+    size = int(meta.get("input_size", cfg.input_size))
+    cfg_dict = cfg.replace(frozen_bn=True, input_size=size, max_input_size=None).to_dict()
     torch.save({"model": export_state_dict(model), "config": cfg_dict, "meta": meta}, path)
 
 
@@ -454,6 +456,9 @@ def train(cfg: DETRConfig, tc: TrainConfig, out_dir, resume: bool = True, releas
         progress = _progress(state, tc)
         warmup = tc.warmup_steps if phase == "det" else tc.mask_warmup_steps
         factor = _lr_factor(state["step"] - state["phase_start_step"], progress, warmup, tc)
+        if progress >= tc.lr_drop_at and not state.get(f"lr_drop_{phase}"):
+            state[f"lr_drop_{phase}"] = state["images"]   # recorded: a time-limited run can be replayed
+            log.record({"type": "lr_drop", "phase": phase, "step": state["step"], "images": state["images"]})
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * factor
 
@@ -536,7 +541,7 @@ def _validate(model, val, tc, state, log, phase):
                   f"stuff {res[best]['stuff']['pq']:.1f} ({time.time() - t:.0f}s)")
     rec.update(_detection_stats(outs, val))
     log.record(rec)
-    log.print(f"  val detection: " + " ".join(f"{k} {v:.3f}" for k, v in rec.items()
+    log.print("  val detection: " + " ".join(f"{k} {v:.3f}" for k, v in rec.items()
                                                 if k.startswith("det_")))
 
 
