@@ -29,7 +29,7 @@ def main() -> int:
     from streamlit.testing.v1 import AppTest
     from ui.page import PAGES
 
-    at = AppTest.from_file("app.py", default_timeout=600)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600)
     t0 = time.perf_counter()
     at.run()
     trace_s = time.perf_counter() - t0

@@ -9,6 +9,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PHOTOS = ASSETS / "samples"
 TOY_SCENES = ASSETS / "toyworld"
 DEFAULT_PHOTO = "nagasaki_boats.jpg"
+DEFAULT_TOY = "scene4.png"      # 9 segments, all found by the shipped toyworld model
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def get_sample(key: str) -> Sample:
 
 def default_sample(model_categories: str = "coco") -> Sample:
     """A photo for COCO models; a toy scene for the toy-world model (if any are shipped)."""
-    if model_categories == "toyworld" and toy_scenes():
-        return toy_scenes()[0]
+    scenes = toy_scenes()
+    if model_categories == "toyworld" and scenes:
+        return next((s for s in scenes if s.path.name == DEFAULT_TOY), scenes[0])
     return get_sample(f"photo:{DEFAULT_PHOTO}")

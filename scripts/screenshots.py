@@ -3,7 +3,7 @@
     python scripts/screenshots.py [--image toy:scene1.png] [--model toyworld] [--pages Box_attention Upsampling Merge]
 
 Starts `streamlit run app.py` on 127.0.0.1, opens each page with the chosen image and model in the
-URL, waits for the app to finish, and writes docs/screenshots/<page>.png (a tall window, so most of
+URL, waits for the app to finish, and writes docs/screenshots/<page>.jpg (a tall window, so most of
 the page is in the picture: full-page screenshots do not scroll Streamlit's main container).
 """
 from __future__ import annotations
@@ -71,8 +71,8 @@ def main() -> int:
             for name in args.pages:
                 page.goto(f"{base}/{name}?{query}")
                 wait_idle(page)
-                path = out / f"{name.lower() or 'home'}.png"
-                page.screenshot(path=str(path))
+                path = out / f"{name.lower() or 'home'}.jpg"
+                page.screenshot(path=str(path), type="jpeg", quality=85)
                 print("wrote", path)
             browser.close()
     finally:

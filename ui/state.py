@@ -22,11 +22,15 @@ import streamlit as st
 
 import detr_viz
 from detr_viz import samples, weights
+from detr_viz.config import R50_PANOPTIC
 from detr_viz.testing import make_confident, tiny_model
 from detr_viz.weights import MODELS, WeightsUnavailable
 
 APP_MODEL_ENV = "DETR_VIZ_APP_MODEL"     # force a model key (tests use "tiny-random")
 TINY_RANDOM = "tiny-random"
+R50_RANDOM = "r50-random"               # benchmarks: official R50 sizes, random weights
+RANDOM_MODELS = {TINY_RANDOM: "tiny random model (tests only: meaningless pictures)",
+                 R50_RANDOM: "R50 panoptic with random weights (benchmarks only: meaningless pictures)"}
 MAX_TRACES = 6
 
 # Session-state keys (plain keys, not widget keys, so they survive page switches).
@@ -39,8 +43,8 @@ MAX_UPLOADS = 24                        # uploads kept server-side for links (LR
 
 
 def model_label(key: str) -> str:
-    if key == TINY_RANDOM:
-        return "tiny random model (tests only: meaningless pictures)"
+    if key in RANDOM_MODELS:
+        return RANDOM_MODELS[key]
     if key.startswith("local:"):
         return f"local checkpoint {key[6:]}"
     e = MODELS.get(key)
@@ -55,7 +59,7 @@ def official_keys() -> list[str]:
 
 
 def weights_on_disk(key: str) -> bool:
-    if key == TINY_RANDOM or key.startswith("local:"):
+    if key in RANDOM_MODELS or key.startswith("local:"):
         return True
     try:
         return MODELS[key].available_offline()
@@ -82,9 +86,10 @@ def default_model_key() -> tuple[str, str | None]:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def load_model(key: str):
     """Build a model (weights already on disk: downloads happen on the Home page, with a bar)."""
-    if key == TINY_RANDOM:           # random weights; a hook makes a few queries confident
-        model = make_confident(tiny_model(seed=1)).to(detr_viz.select_device())
-        model.model_name, model.weights_source = TINY_RANDOM, "random initialisation (test mode)"
+    if key in RANDOM_MODELS:         # random weights; a hook makes a few queries confident
+        base = tiny_model(seed=1) if key == TINY_RANDOM else tiny_model(R50_PANOPTIC, seed=0)
+        model = make_confident(base).to(detr_viz.select_device())
+        model.model_name, model.weights_source = key, "random initialisation (test mode)"
         return model
     if key.startswith("local:"):
         return detr_viz.create_model(key[6:])
@@ -198,7 +203,7 @@ def local_checkpoints() -> set:
 def model_allowed(key: str) -> bool:
     """May a URL select this model? Registry models whose weights are here (a link never starts
     a download), local checkpoints already used on this server, and the test model."""
-    if key == TINY_RANDOM:
+    if key in RANDOM_MODELS:
         return True
     if key.startswith("local:"):
         return key[6:] in local_checkpoints()
