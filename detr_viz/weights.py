@@ -146,7 +146,7 @@ MODELS: dict[str, WeightsEntry] = {
 TOYWORLD_CONFIG = DETRConfig(
     backbone="resnet18", dilation=True, hidden_dim=128, nheads=8, enc_layers=2, dec_layers=3,
     dim_feedforward=192, num_queries=16, num_classes=8, dropout=0.0, bbox_attention_scale=800.0,
-    categories="toyworld", threshold=0.85, input_size=160, max_input_size=None)
+    categories="toyworld", threshold=0.85, input_size=160, max_input_size=480)
 
 MODELS["toyworld"] = WeightsEntry(
     name="toyworld",
@@ -154,7 +154,7 @@ MODELS["toyworld"] = WeightsEntry(
     url=None,
     file_name="toyworld.pt",
     # A retrained file ships with assets/models/toyworld.pt.sha256; update this prefix with it.
-    sha256_prefix="9bb10439293e9c83",
+    sha256_prefix="eae3b35269b45362",
     size_bytes=24_857_830,
     metrics={"PQ": 84.3, "PQ_things": 73.7, "PQ_stuff": 95.0},
     description="ResNet-18 DC5 DETR trained 84 min on CPU on synthetic toy-world scenes; works offline",

@@ -164,7 +164,7 @@ def test_shipped_checkpoint():
     ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=True)
     cfg = DETRConfig.from_dict(ckpt["config"])
     assert cfg.categories == "toyworld" and cfg.frozen_bn and cfg.num_classes == 8
-    assert (cfg.input_size, cfg.max_input_size) == (ckpt["meta"]["input_size"], None)   # trained scale
+    assert (cfg.input_size, cfg.max_input_size) == (ckpt["meta"]["input_size"], 3 * ckpt["meta"]["input_size"])
     model = DETRPanoptic(cfg)
     model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
     for key in ("images_seen", "train_minutes", "PQ"):

@@ -331,8 +331,13 @@ def ensure_context() -> Context:
         model = load_model(key)
     trace = get_trace(key, model, ss[K_IMAGE_BYTES], ss[K_IMAGE_NAME])
     sync_url()
-    return Context(ss[K_IMAGE_NAME], ss[K_IMAGE_BYTES], ss.get(K_IMAGE_CREDIT, ""), key, model, trace,
-                   list(ss.get(K_NOTES, [])))
+    notes = list(ss.get(K_NOTES, []))
+    if model.config.categories == "toyworld" and not str(ss.get(K_IMAGE_SOURCE, "")).startswith("toy:"):
+        notes.append("The **toyworld** model knows only the toy world: 4 shapes (circle, square, triangle, star) "
+                     "and 4 backgrounds (sky, grass, water, road), at 160 pixels. On a photo it answers in those "
+                     "terms, so its labels are guesses; the steps are still real. Pick a toy-world scene on the "
+                     "Home page to see it work, or an official COCO model for photos.")
+    return Context(ss[K_IMAGE_NAME], ss[K_IMAGE_BYTES], ss.get(K_IMAGE_CREDIT, ""), key, model, trace, notes)
 
 
 def get_trace(model_key: str, model, image_bytes: bytes, image_name: str) -> detr_viz.Trace:

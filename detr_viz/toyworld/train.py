@@ -306,10 +306,11 @@ def export_state_dict(model: nn.Module) -> dict:
 
 def save_release(model, cfg: DETRConfig, path, meta: dict) -> None:
     """The shipped file: {"model": float16 state dict, "config": dict, "meta": dict}. The config
-    carries the training resize (shorter side = the scene size, no cap), so `trace()` feeds the
-    model images at the scale it was trained on."""
+    carries the training resize (shorter side = the scene size; longer side capped at 3x that, so a
+    panorama cannot blow up the encoder), so `trace()` feeds the model images at the scale it was
+    trained on."""
     size = int(meta.get("input_size", cfg.input_size))
-    cfg_dict = cfg.replace(frozen_bn=True, input_size=size, max_input_size=None).to_dict()
+    cfg_dict = cfg.replace(frozen_bn=True, input_size=size, max_input_size=3 * size).to_dict()
     torch.save({"model": export_state_dict(model), "config": cfg_dict, "meta": meta}, path)
 
 
