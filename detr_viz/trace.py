@@ -18,6 +18,7 @@ import torch
 
 from .categories import CategoryTable, get_categories
 from .device import device_name, synchronize
+from .detr import Detection
 from .images import Preprocessed, load_image, preprocess
 from .postprocess import PanopticResult, postprocess_panoptic
 from .stages import stage, stage_names
@@ -227,8 +228,6 @@ def _shapes(out):
         return "x".join(map(str, out.shape))
     if isinstance(out, (list, tuple)):
         return "[" + ", ".join(_shapes(o) for o in out if o is not None) + "]"
-    if hasattr(out, "__dataclass_fields__"):
-        return type(out).__name__
     return type(out).__name__
 
 
@@ -252,7 +251,7 @@ class Trace:
     modules_seen: dict = field(default_factory=dict)  # module name -> (type, output shapes, calls)
     mask_queries: list = field(default_factory=list)  # rows of the per-query stages
     panoptic: PanopticResult | None = None
-    _det: object = None                               # Detection on the model's device, for more queries
+    _merge_masks: dict = field(default_factory=dict)  # query -> (1, 1, H/4, W/4) logits run only for a merge
 
     # -- access -------------------------------------------------------------------------------
     @property
@@ -289,7 +288,7 @@ class Trace:
         source, fn = DERIVED[name]
         x = self._derive(source, rows)
         dev = next(self.model.parameters()).device
-        with torch.no_grad():
+        with torch.no_grad(), _model_lock(self.model):      # no other session's hooks may see this call
             return _cpu(fn(self.model, self._on(dev), x.to(dev)))
 
     def _on(self, dev):
@@ -360,11 +359,6 @@ class Trace:
                            need_weights=True, average_attn_weights=False)[1][0, :, 0].cpu()
         return row.reshape(-1, h, w)
 
-    @property
-    def class_probs(self) -> torch.Tensor:
-        """(L, B, N, C+1) softmax of every decoder layer's class logits."""
-        return self["decoder.class_probs"]
-
     def query(self, name: str, q: int) -> torch.Tensor:
         """One query's slice of a per-query stage (runs the mask head for it if needed)."""
         if not stage(name).per_query:
@@ -376,40 +370,63 @@ class Trace:
         return self._derive(name, [row])[0]
 
     # -- more queries, other thresholds ------------------------------------------------------
+    # A trace is shared by every session showing this image, so everything that runs the model or
+    # grows the stored tensors holds the model's lock.
     def ensure_queries(self, queries) -> None:
         """Run the mask head (hooked) for queries not traced yet."""
-        new = [int(q) for q in dict.fromkeys(queries) if int(q) not in self.mask_queries]
-        if not new:
-            return
         n = self.config.num_queries
-        bad = [q for q in new if not 0 <= q < n]
-        if bad:
-            raise IndexError(f"queries {bad} out of range 0..{n - 1}")
-        store = {}
-        with torch.no_grad(), _model_lock(self.model), _Recorder(
-                self.model, store, {}, {}, store_encoder_attention=False, only_prefix="mask_head"):
-            bbox = self._bbox_attention_on_device()[:, new]             # (B, K', M, h, w)
-            masks = self.model.mask_logits(self._det, bbox)             # (B, K', H/4, W/4)
-        store["pred_masks"] = _cpu(masks)
-        for name, t in store.items():
-            dim = 1 if name == "pred_masks" else 0
-            if stage(name).per_query:
+        with _model_lock(self.model):
+            new = [int(q) for q in dict.fromkeys(queries) if int(q) not in self.mask_queries]
+            if not new:
+                return
+            bad = [q for q in new if not 0 <= q < n]
+            if bad:
+                raise IndexError(f"queries {bad} out of range 0..{n - 1}")
+            store = {}
+            with torch.no_grad(), _Recorder(self.model, store, {}, {}, store_encoder_attention=False,
+                                            only_prefix="mask_head"):
+                masks = self._run_mask_head(new)                        # (B, K', H/4, W/4)
+            store["pred_masks"] = _cpu(masks)
+            for name, t in store.items():
+                if not stage(name).per_query:
+                    continue
+                dim = 1 if name == "pred_masks" else 0
+                t = t.narrow(dim, 0, len(new))                         # drop a padding copy (see _run_mask_head)
                 self.tensors[name] = torch.cat([self.tensors[name], t], dim=dim) if name in self.tensors else t
-        self.mask_queries.extend(new)
+            self.mask_queries.extend(new)
 
-    def _bbox_attention_on_device(self):
+    def _run_mask_head(self, queries) -> torch.Tensor:
+        """The model's mask head for `queries`, fed from the stored tensors (on the model's device)."""
         dev = next(self.model.parameters()).device
-        return self.tensors["bbox_attention"].to(dev)
+        T = self.tensors
+        det = Detection(features=[T[f"backbone.res{k}"].to(dev) for k in (2, 3, 4)] + [T["backbone.res5"]],
+                        mask=T["backbone.mask"], pos=T["position"], src_proj=T["input_proj"].to(dev),
+                        memory=T["memory"], hs=T["decoder.hs"], class_logits=T["decoder.class_logits"],
+                        boxes=T["decoder.boxes"])
+        # One query alone takes another convolution kernel path than a batch (last-bit differences
+        # from the full forward on CPU); run it beside a copy of itself and keep one.
+        rows = list(queries) * (2 if len(queries) == 1 else 1)
+        bbox = T["bbox_attention"][:, rows].to(dev)                    # (B, K, M, h, w)
+        return self.model.mask_logits(det, bbox)[:, :len(queries)]     # (B, K, H/4, W/4)
 
     def merge(self, threshold: float | None = None, target_size=None) -> PanopticResult:
-        """The panoptic merge at another threshold (tracing newly kept queries first)."""
+        """The panoptic merge at another threshold.
+
+        Newly kept queries get their mask logits from the mask head without recording its stages
+        (a low threshold may keep most of the N queries); `query()` records them when asked."""
         threshold = self.threshold if threshold is None else float(threshold)
-        probs = self.tensors["pred_logits"][0].softmax(-1)
-        scores, labels = probs.max(-1)
-        kept = torch.nonzero(labels.ne(probs.shape[-1] - 1) & (scores > threshold)).flatten().tolist()
-        self.ensure_queries(kept)
-        outputs = {"pred_logits": self.tensors["pred_logits"], "pred_masks": self.tensors["pred_masks"],
-                   "mask_queries": self.mask_queries}
+        with _model_lock(self.model):
+            kept = kept_queries(self.tensors["pred_logits"], threshold)
+            missing = [q for q in kept if q not in self.mask_queries and q not in self._merge_masks]
+            if missing:
+                with torch.no_grad():
+                    masks = _cpu(self._run_mask_head(missing))         # (1, K', H/4, W/4)
+                for i, q in enumerate(missing):
+                    self._merge_masks[q] = masks[:, i:i + 1]
+            extra = [q for q in self._merge_masks if q not in self.mask_queries]
+            rows = list(self.mask_queries) + extra
+            masks = torch.cat([self.tensors["pred_masks"]] + [self._merge_masks[q] for q in extra], dim=1)
+        outputs = {"pred_logits": self.tensors["pred_logits"], "pred_masks": masks, "mask_queries": rows}
         return postprocess_panoptic(outputs, self.pre.processed_size,
                                     target_size or self.pre.original_size, threshold, self.categories)
 
@@ -476,6 +493,10 @@ def trace(model, image, threshold: float | None = None, queries=None, progress=N
     model.eval()
     cfg = model.config
     threshold = cfg.threshold if threshold is None else float(threshold)
+    extra = [int(q) for q in (queries or [])]
+    bad = [q for q in extra if not 0 <= q < cfg.num_queries]
+    if bad:
+        raise IndexError(f"queries {bad} out of range 0..{cfg.num_queries - 1}")
     pil = load_image(image)
     pre = preprocess(pil, size=cfg.input_size if size is None else size,
                      max_size=cfg.max_input_size if max_size is _CONFIG else max_size)
@@ -490,11 +511,10 @@ def trace(model, image, threshold: float | None = None, queries=None, progress=N
             store_encoder_attention=hw <= ENCODER_ATTENTION_STORE_LIMIT, progress=progress):
         det = model.detect(x)
         bbox = model.attention_maps(det)                                # (1, N, M, h, w) all queries
-        wanted = list(dict.fromkeys(kept_queries(det.pred_logits, threshold) + [int(q) for q in (queries or [])]))
+        wanted = list(dict.fromkeys(kept_queries(det.pred_logits, threshold) + extra))
         if not wanted:      # nothing kept: still trace the most confident query, so every stage has data
             wanted = [best_query(det.pred_logits)]
         masks = model.mask_logits(det, bbox[:, wanted])                 # (1, K, H/4, W/4)
-    t._det = det
     t.tensors["pred_masks"] = _cpu(masks)
     t.tensors["decoder.class_probs"] = t.tensors["decoder.class_logits"].softmax(-1)
     t.mask_queries = wanted

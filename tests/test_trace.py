@@ -132,7 +132,7 @@ def test_rethreshold_changes_kept_set(tiny_confident):
     low = t.merge(0.5)
     high = t.merge(0.9999)
     assert len(low.kept) > len(t.panoptic.kept) >= len(high.kept)
-    assert set(low.kept.tolist()) <= set(t.mask_queries)
+    assert low.segment_of_query(1) is not None and high.segment_of_query(1) is None
 
 
 def test_tensors_are_detached_cpu_and_not_overwritten(tiny):
@@ -227,3 +227,44 @@ def test_derived_stages_equal_what_the_forward_computed(tiny_confident):
         assert torch.equal(t[n], live), n
     q = t.mask_queries[1]
     assert torch.equal(t.query("mask_head.fpn2", q), t["mask_head.fpn2"][1])
+
+
+def test_low_threshold_merge_runs_masks_without_recording_stages(tiny_confident):
+    t = detr_viz.trace(tiny_confident, Image.new("RGB", (96, 64), (30, 160, 90)), size=64, threshold=0.85)
+    traced = list(t.mask_queries)
+    low = t.merge(0.5)                                   # query 1 (about 0.6) joins
+    assert 1 in low.kept.tolist() and 1 not in t.mask_queries
+    assert t.mask_queries == traced and t["mask_head.lay1"].shape[0] == len(traced)
+    with torch.no_grad():
+        full = tiny_confident(t["input"])
+    ref = detr_viz.postprocess_panoptic(full, t.pre.processed_size, t.pre.original_size, 0.5, t.categories)
+    np.testing.assert_array_equal(low.id_map, ref.id_map)
+    # Asking for the query's stages records them; the merge result does not change.
+    assert t.query("mask_head.lay2", 1).shape[0] == 64
+    np.testing.assert_array_equal(t.merge(0.5).id_map, low.id_map)
+
+
+def test_a_shared_trace_survives_concurrent_sessions(tiny_confident):
+    """Traces are shared by all sessions of the app: concurrent queries and merges stay consistent."""
+    import threading
+    t = detr_viz.trace(tiny_confident, Image.new("RGB", (96, 64), (30, 160, 90)), size=64)
+    errors = []
+
+    def work(qs, thr):
+        try:
+            for q in qs:
+                t.query("mask_head.fpn2", q)
+                t.merge(thr)
+                t["mask_head.relu1"]
+        except Exception as e:                          # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(range(10), 0.5)),
+               threading.Thread(target=work, args=(range(9, -1, -1), 0.3)),
+               threading.Thread(target=lambda: detr_viz.trace(tiny_confident, Image.new("RGB", (64, 64)), size=64))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert sorted(t.mask_queries) == list(range(10)) and len(t.mask_queries) == 10
+    assert t["mask_head.lay1"].shape[0] == t["pred_masks"].shape[1] == 10
