@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         t = trace(model, args.image, threshold=args.threshold, queries=list(args.queries), progress=_progress)
-    except ImageError as e:
+    except (ImageError, ValueError, IndexError) as e:      # unusable image, bad --queries
         print(f"error: {e}", file=sys.stderr)
         return 2
     elapsed = time.perf_counter() - t0

@@ -36,7 +36,7 @@ class DETRConfig:
     categories: str = "coco"          # category table: "coco" or "toyworld"
     threshold: float = 0.85           # default score threshold of the panoptic merge
     # The resize the model was trained for: shorter side `input_size`, longer at most `max_input_size`
-    # (None: no cap). 800 / 1333 as the official evaluation; the toy-world model uses 160 / None.
+    # (None: no cap). 800 / 1333 as the official evaluation; the toy-world model uses 160 / 480.
     input_size: int = 800
     max_input_size: int | None = 1333
 

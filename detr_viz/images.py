@@ -211,12 +211,14 @@ def resized_size(w: int, h: int, size: int = 800, max_size: int | None = 1333) -
     """(oh, ow) of DETR's `get_size_with_aspect_ratio`: short side `size`, long side capped.
 
     If the long side would exceed `max_size`, the short side becomes round(max_size*short/long).
-    The long side is truncated, int(size*long/short), as in the official code.
+    The long side is truncated, int(size*long/short), as in the official code. For extreme
+    strips (e.g. 4000 x 1, where the official code would make a 0-pixel side) the short side
+    stays at least 1 pixel.
     """
     if max_size is not None:
         short, long = float(min(w, h)), float(max(w, h))
         if long / short * size > max_size:
-            size = int(round(max_size * short / long))
+            size = max(1, int(round(max_size * short / long)))
     if (w <= h and w == size) or (h <= w and h == size):
         return h, w
     if w < h:
@@ -232,11 +234,6 @@ class Preprocessed:
     original_size: tuple[int, int]     # (h, w) of the loaded image
     processed_size: tuple[int, int]    # (H, W) of the network input
     resized_image: Image.Image         # the RGB image after the resize (W x H)
-
-    @property
-    def scale(self) -> float:
-        """Resize factor (processed / original), the same for both axes up to rounding."""
-        return self.processed_size[0] / self.original_size[0]
 
 
 def preprocess(image: Image.Image, size: int = 800, max_size: int | None = 1333) -> Preprocessed:

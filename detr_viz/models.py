@@ -58,32 +58,30 @@ def create_model(name_or_config="detr-r50-panoptic", weights=None, device=None, 
 
     model = DETRPanoptic(cfg)
     if state is not None:
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise WeightsUnavailable(
-                f"the checkpoint {source} does not fit the {cfg.backbone} config "
-                f"(dilation={cfg.dilation}, {cfg.num_queries} queries): {str(e).splitlines()[0]}") from e
+        _check_fits(model, state, source)
+        model.load_state_dict(state, strict=True)
     model.eval().to(select_device(device))
     model.model_name = entry.name if entry else (Path(source).stem if state is not None else "custom")
     model.weights_source = source
     return model
 
 
-def model_summary(model: DETRPanoptic) -> dict:
-    """Name, weights source, parameter count and config of a built model, for a status line."""
-    n_params = sum(p.numel() for p in model.parameters())
-    return {"name": getattr(model, "model_name", "custom"), "weights": getattr(model, "weights_source", "?"),
-            "parameters": n_params, "device": str(next(model.parameters()).device),
-            "config": model.config.to_dict()}
+def _check_fits(model: DETRPanoptic, state: dict, source: str) -> None:
+    """Raise WeightsUnavailable, naming what differs, if `state` does not load strictly."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or wrong):
+        return
+    cfg = model.config
+    parts = [f"{len(v)} {what} (e.g. {v[0]})" for what, v in
+             (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong)) if v]
+    raise WeightsUnavailable(
+        f"The checkpoint {source} does not fit the model it was chosen for ({cfg.backbone}, "
+        f"{cfg.num_queries} queries, {cfg.num_classes} classes): {'; '.join(parts)}. Choose the model "
+        "that matches the file, or give the file itself as the model (its architecture is then read "
+        "from the weights).", reason="checkpoint does not fit the model")
 
 
-def trained_weights_available(name: str) -> bool:
-    """True if the model's trained weights are on disk here (no download needed)."""
-    try:
-        return MODELS[name].available_offline()
-    except (KeyError, AttributeError):
-        return False
-
-
-__all__ = ["create_model", "model_summary", "DEFAULT_MODEL", "OFFLINE_MODEL", "trained_weights_available"]
+__all__ = ["create_model", "DEFAULT_MODEL", "OFFLINE_MODEL"]

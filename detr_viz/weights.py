@@ -138,9 +138,6 @@ MODELS: dict[str, WeightsEntry] = {
     ),
 }
 
-# Placeholder architecture of the offline toy-world model. The toy-world trainer will replace
-# these numbers; the shipped checkpoint stores its own config dict under "config", and that
-# dict wins when the model is loaded.
 # The shipped toy-world model (scripts/train_toyworld.py; model card in the README). The file's own
 # config wins when loading; this copy lets the app describe the model before loading it.
 TOYWORLD_CONFIG = DETRConfig(
@@ -160,12 +157,6 @@ MODELS["toyworld"] = WeightsEntry(
     description="ResNet-18 DC5 DETR trained 84 min on CPU on synthetic toy-world scenes; works offline",
     local_path=REPO_ROOT / "assets" / "models" / "toyworld.pt",
 )
-
-
-def register(entry: WeightsEntry) -> WeightsEntry:
-    """Add or replace a registry entry (e.g. the toy-world trainer's final config)."""
-    MODELS[entry.name] = entry
-    return entry
 
 
 def get_entry(name: str) -> WeightsEntry:
@@ -392,14 +383,25 @@ def terminal_progress(desc: str) -> _TqdmProgress:
 
 
 # ---- resolution ---------------------------------------------------------------------------------
+def _hinted_model(file_name: str) -> str:
+    """The downloadable model a checkpoint file stands for, from its name: "dc5" -> R50-DC5,
+    "101" -> R101, anything else -> R50."""
+    name = file_name.lower()
+    if "dc5" in name:
+        return "detr-r50-dc5-panoptic"
+    if "101" in name:
+        return "detr-r101-panoptic"
+    return "detr-r50-panoptic"
+
+
 def _override_file(entry: WeightsEntry, override, explicit: bool = False) -> Path | None:
     """The file an explicit path / DETR_VIZ_CHECKPOINT gives for this entry, or None.
 
     An explicit file is always used. A file from the environment variable named like a
     registry file (e.g. detr-r101-panoptic-40021d53.pth) stands for that model only; any other
-    file name stands for the downloadable models, never for one shipped in the repository
-    (so the offline `toyworld` model keeps working while the variable is set).
-    A folder is searched for the entry's registry file name.
+    file name stands for one downloadable model, picked by its name ("dc5" -> R50-DC5, "101" ->
+    R101, else R50), never for one shipped in the repository (so the offline `toyworld` model
+    keeps working while the variable is set). A folder is searched for the entry's file name.
     """
     if not override:
         return None
@@ -408,7 +410,9 @@ def _override_file(entry: WeightsEntry, override, explicit: bool = False) -> Pat
         if explicit or p.name == entry.file_name:
             return p
         registry_names = {e.file_name for e in MODELS.values()}
-        return p if entry.url is not None and p.name not in registry_names else None
+        if entry.url is None or p.name in registry_names:
+            return None
+        return p if _hinted_model(p.name) == entry.name else None
     if p.is_dir():
         candidate = p / entry.file_name
         return candidate if candidate.is_file() else None
@@ -563,26 +567,36 @@ def infer_config(state_dict: dict, file_name: str = "", base: DETRConfig | None 
     """
     base = base or DETRConfig()
     keys = list(state_dict)
+    what = file_name or "this checkpoint"
     cls_key = next((k for k in keys if k.endswith("class_embed.weight")), None)
     if cls_key is None:
-        raise WeightsUnavailable(f"{file_name or 'this checkpoint'} is not a DETR checkpoint "
-                                 f"(no class_embed.weight).", reason="not a DETR checkpoint")
+        raise WeightsUnavailable(f"{what} is not a DETR checkpoint (no class_embed.weight).",
+                                 reason="not a DETR checkpoint")
     prefix = cls_key[: -len("class_embed.weight")]        # "detr." for panoptic checkpoints
-    num_cls, hidden_dim = state_dict[cls_key].shape
-    num_queries = state_dict[prefix + "query_embed.weight"].shape[0]
-    enc, dec = _layer_count(keys, prefix, "encoder"), _layer_count(keys, prefix, "decoder")
-    part = "encoder" if enc else "decoder"
-    ffn = state_dict[prefix + f"transformer.{part}.layers.0.linear1.weight"].shape[0]
-    lay1 = next((k for k in keys if k.endswith("mask_head.lay1.weight")), None)
-    nheads = state_dict[lay1].shape[0] - hidden_dim if lay1 else base.nheads
-
-    bottleneck = (prefix + "backbone.0.body.layer1.0.conv3.weight") in state_dict
+    if not any(k.endswith("bbox_attention.q_linear.weight") for k in keys):
+        raise WeightsUnavailable(
+            f"{what} is a detection-only DETR checkpoint (no box-attention / mask head), so it "
+            "cannot make panoptic masks. Use a panoptic checkpoint such as "
+            f"{MODELS['detr-r50-panoptic'].file_name} from {MODELS['detr-r50-panoptic'].url}.",
+            reason="detection-only checkpoint")
+    try:
+        num_cls, hidden_dim = state_dict[cls_key].shape
+        num_queries = state_dict[prefix + "query_embed.weight"].shape[0]
+        enc, dec = _layer_count(keys, prefix, "encoder"), _layer_count(keys, prefix, "decoder")
+        part = "encoder" if enc else "decoder"
+        ffn = state_dict[prefix + f"transformer.{part}.layers.0.linear1.weight"].shape[0]
+        lay1 = next((k for k in keys if k.endswith("mask_head.lay1.weight")), None)
+        nheads = state_dict[lay1].shape[0] - hidden_dim if lay1 else base.nheads
+        bottleneck = (prefix + "backbone.0.body.layer1.0.conv3.weight") in state_dict
+    except (KeyError, ValueError, AttributeError) as e:
+        raise WeightsUnavailable(f"{what} does not have the layout of a DETR panoptic checkpoint "
+                                 f"(missing or odd entry {e}).", reason="not a DETR checkpoint") from e
     blocks3 = _block_count(keys, prefix, "layer3")
     names = {True: {6: "resnet50", 23: "resnet101", 36: "resnet152"},
              False: {2: "resnet18", 6: "resnet34"}}[bottleneck]
     if blocks3 not in names:
         raise WeightsUnavailable(
-            f"Cannot tell the backbone of {file_name or 'this checkpoint'}: layer3 has {blocks3} "
+            f"Cannot tell the backbone of {what}: layer3 has {blocks3} "
             f"{'bottleneck' if bottleneck else 'basic'} blocks.", reason="unknown backbone")
     return base.replace(
         backbone=names[blocks3], dilation="dc5" in Path(file_name).name.lower() or base.dilation,

@@ -44,6 +44,8 @@ def test_cli_bad_image_is_a_clear_error(tmp_path):
     r = run_cli(bad, "--model", ckpt, "--out", tmp_path)
     assert r.returncode == 2
     assert "error:" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli(SAMPLE, "--model", ckpt, "--out", tmp_path, "--queries", "99")    # TINY has 10 queries
+    assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_unknown_model_is_a_clear_error(tmp_path):

@@ -227,6 +227,12 @@ def test_resized_size(w, h, expected):
     assert resized_size(w, h) == expected
 
 
+def test_resized_size_of_a_thin_strip_keeps_one_pixel():
+    # 1333 * 1 / 4000 rounds to 0: the official code would make an empty input
+    assert resized_size(4000, 1) == (1, 4000)
+    assert resized_size(1, 4000) == (4000, 1)
+
+
 def test_resized_size_without_cap_matches_torchvision_resize():
     for w, h in [(640, 480), (500, 375), (640, 427), (2000, 500)]:
         out = T.Resize(800)(Image.new("RGB", (w, h)))

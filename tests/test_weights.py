@@ -84,8 +84,8 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/x.pth"
 
 
-def entry_for(url: str, prefix: str, file_name="detr-test-panoptic.pth") -> W.WeightsEntry:
-    return dataclasses.replace(W.MODELS["detr-r50-panoptic"], name="test", url=url,
+def entry_for(url: str, prefix: str, file_name="detr-test-panoptic.pth", name="test") -> W.WeightsEntry:
+    return dataclasses.replace(W.MODELS["detr-r50-panoptic"], name=name, url=url,
                                file_name=file_name, sha256_prefix=prefix)
 
 
@@ -214,7 +214,8 @@ def test_good_cached_file_used_without_network(cache, payload, tmp_path):
 
 def test_env_var_file(cache, payload, tmp_path, monkeypatch):
     data, digest = payload
-    entry = entry_for(closed_port_url(), digest[:8])
+    # a file with another name stands for the model its name hints at (here: R50)
+    entry = entry_for(closed_port_url(), digest[:8], name="detr-r50-panoptic")
     own = tmp_path / "mine.pth"                                   # no hash in the name: not checked
     own.write_bytes(b"anything")
     monkeypatch.setenv(W.ENV_VAR, str(own))
@@ -369,3 +370,39 @@ def test_infer_config_small_models(backbone):
 def test_infer_config_rejects_other_files():
     with pytest.raises(W.WeightsUnavailable):
         W.infer_config({"w": torch.ones(1)})
+
+
+def test_infer_config_names_detection_only_checkpoints():
+    # the detection-only DETR checkpoints: no "detr." prefix, no box attention, no mask head
+    sd = {k[len("detr."):]: v for k, v in tsv_shapes("detr-r50-panoptic").items()
+          if k.startswith("detr.")}
+    with pytest.raises(W.WeightsUnavailable, match="detection-only"):
+        W.infer_config(sd, "detr-r50-e632da11.pth")
+
+
+def test_infer_config_missing_entry_is_a_clear_error():
+    sd = tsv_shapes("detr-r50-panoptic")
+    del sd["detr.query_embed.weight"]
+    with pytest.raises(W.WeightsUnavailable, match="layout of a DETR panoptic checkpoint"):
+        W.infer_config(sd)
+
+
+def test_checkpoint_that_does_not_fit_its_model(tmp_path):
+    from detr_viz import create_model
+    from detr_viz.testing import TINY
+    path = tmp_path / "tiny.pth"
+    torch.save({"model": create_model(TINY, device="cpu").state_dict()}, path)
+    assert create_model(path, device="cpu").config.num_queries == TINY.num_queries   # read from the file
+    bigger = TINY.replace(num_queries=TINY.num_queries + 1)
+    with pytest.raises(W.WeightsUnavailable, match=r"does not fit .*1 shape mismatches.*query_embed"):
+        create_model(bigger, weights=path, device="cpu")
+
+
+def test_env_var_file_stands_for_the_model_its_name_hints(cache, tmp_path, monkeypatch):
+    for file_name, model in [("my-dc5.pth", "detr-r50-dc5-panoptic"), ("r101-copy.pth", "detr-r101-panoptic"),
+                             ("weights.pth", "detr-r50-panoptic")]:
+        own = tmp_path / file_name
+        own.write_bytes(b"x")
+        monkeypatch.setenv(W.ENV_VAR, str(own))
+        bound = [name for name, e in W.MODELS.items() if e.offline_path() == own]
+        assert bound == [model]

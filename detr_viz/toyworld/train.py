@@ -28,12 +28,11 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from ..config import DETRConfig
+from ..images import MEAN, STD
 from ..segmentation import DETRPanoptic
 from .categories import NUM_CLASSES, toyworld_categories
 from .scenes import DEFAULT_SIZE, VAL_SEED0, generate_scene, validation_scenes
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # ---- configuration ----------------------------------------------------------------------------
@@ -100,8 +99,8 @@ class TrainConfig:
 def image_tensor(image) -> torch.Tensor:
     """PIL RGB -> (3, H, W) float, ImageNet-normalised (as the app's preprocessing)."""
     x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)   # (3, H, W)
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    std = torch.tensor(STD).view(3, 1, 1)
     return (x - mean) / std
 
 
@@ -503,7 +502,7 @@ def train(cfg: DETRConfig, tc: TrainConfig, out_dir, resume: bool = True, releas
         meta = {"images_seen": state["images"], "train_minutes": round(state["elapsed_s"] / 60, 1),
                 "det_phase_images": state.get("det_images_done", 0),
                 "machine": machine_description(), "input_size": tc.size,
-                "normalize_mean": list(IMAGENET_MEAN), "normalize_std": list(IMAGENET_STD),
+                "normalize_mean": list(MEAN), "normalize_std": list(STD),
                 "train_config": json.dumps(asdict(tc))}
         save_release(model, cfg, release_path, meta)
     return model
