@@ -5,6 +5,7 @@ Run with `streamlit run app.py`; the steps are the pages in pages/ (classic mult
 """
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import streamlit as st
@@ -18,7 +19,7 @@ from ui import page, state
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 LOCAL = "local:"                      # the model picker's entry for a checkpoint file on this machine
-K_UPLOAD_SEEN, K_UPLOAD_ERROR = "upload_seen", "upload_error"
+K_UPLOAD_SEEN, K_UPLOAD_ERROR, K_SAMPLE_ERROR = "upload_seen", "upload_error", "sample_error"
 W_UPLOAD, W_SAMPLE, W_MODEL, W_LOCAL_PATH = "upload_widget", "sample_widget", "model_widget", "local_path_widget"
 
 
@@ -50,11 +51,21 @@ def image_picker() -> None:
         ss[W_SAMPLE] = current
 
     def on_sample():
+        """A failing sample leaves the previous image in place (the widget snaps back to it on the
+        rerun) and says why, instead of a traceback."""
         key = ss[W_SAMPLE]
-        if not key.startswith("upload:"):
+        if key.startswith("upload:"):
+            return
+        try:
             state.set_sample(key)
+        except Exception as e:
+            page.log.error("sample %s failed: %s", key, traceback.format_exc())
+            ss[K_SAMPLE_ERROR] = f"The sample **{options.get(key, key)}** cannot be used ({type(e).__name__}: {e})."
     st.selectbox("... or use a sample image", list(options), format_func=options.get, key=W_SAMPLE,
                  on_change=on_sample)
+    err = ss.pop(K_SAMPLE_ERROR, None)
+    if err:
+        st.error(f"{err}  \nThe previous image, **{ss[state.K_IMAGE_NAME]}**, is still in use.")
     if not samples.toy_scenes():
         st.caption("Toy-world scenes appear here once the offline toyworld model ships with the app.")
 
@@ -165,7 +176,7 @@ st.markdown(
     "Every picture and number comes from a real forward pass on that photo: the shapes on the "
     "diagram below are this photo's tensors, and each box opens the page that explains its step. "
     "Upload a photo or pick a sample, choose a model, then walk through the seven steps.")
-state.ensure_choice()
+page.choice()
 col_image, col_model = st.columns(2, gap="large")
 with col_image:
     page.guard(lambda _: image_picker(), None)

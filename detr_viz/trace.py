@@ -369,6 +369,19 @@ class Trace:
             return self.tensors[name][:, row]
         return self._derive(name, [row])[0]
 
+    def mask_logits(self, queries) -> torch.Tensor:
+        """(K, H/4, W/4) mask logits of `queries`: the traced rows of pred_masks, the rows a merge at
+        another threshold computed (without recording stages), or, for any other query, traced now."""
+        rows = []
+        for q in (int(v) for v in queries):
+            if q in self.mask_queries:
+                rows.append(self.tensors["pred_masks"][0, self.mask_queries.index(q)])
+            elif q in self._merge_masks:
+                rows.append(self._merge_masks[q][0, 0])
+            else:
+                rows.append(self.query("pred_masks", q)[0])
+        return torch.stack(rows) if rows else self.tensors["pred_masks"][0, :0]
+
     # -- more queries, other thresholds ------------------------------------------------------
     # A trace is shared by every session showing this image, so everything that runs the model or
     # grows the stored tensors holds the model's lock.

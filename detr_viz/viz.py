@@ -40,10 +40,26 @@ def colorize(values, cmap: str = SEQUENTIAL, vmin=None, vmax=None, symmetric: bo
 
 
 def heatmap(values, size=None, cmap: str = SEQUENTIAL, smooth: bool = False, **kw) -> Image.Image:
-    """(h, w) values as a colour picture, optionally enlarged to size = (W, H)."""
+    """(h, w) values as a colour picture, optionally resized to size = (W, H) (nearest, so that
+    the cells show; bilinear with smooth). kw: vmin, vmax, symmetric, as for `colorize`."""
     rgb = colorize(values, cmap, **kw)
     img = Image.fromarray(rgb)
-    return img.resize(size, Image.BILINEAR if smooth else Image.NEAREST) if size else img
+    return img.resize(tuple(size), Image.BILINEAR if smooth else Image.NEAREST) if size else img
+
+
+def size_at_width(hw, width: int) -> tuple[int, int]:
+    """(W, H) of a picture `width` pixels wide of something hw = (h, w) in size (same aspect ratio)."""
+    h, w = hw
+    return int(width), max(1, round(int(width) * h / w))
+
+
+def edge_mask(ids: np.ndarray) -> np.ndarray:
+    """(h, w) bool: True on the pixels whose right or lower neighbour has another id (the outlines
+    between segments or owners, one pixel thick)."""
+    edge = np.zeros(ids.shape, bool)
+    edge[:-1] |= ids[:-1] != ids[1:]
+    edge[:, :-1] |= ids[:, :-1] != ids[:, 1:]
+    return edge
 
 
 def grid(images: list, ncols: int, labels: list | None = None, pad: int = 4, label_height: int = 18,
@@ -169,11 +185,8 @@ def panoptic_overlay(image: Image.Image, result, alpha: float = 0.6, outlines: b
     out = Image.blend(image.convert("RGB"), rgb, alpha)
     if outlines:
         ids = np.asarray(Image.fromarray(result.id_map.astype(np.int32)).resize(image.size, Image.NEAREST))
-        edge = np.zeros(ids.shape, bool)
-        edge[:-1] |= ids[:-1] != ids[1:]
-        edge[:, :-1] |= ids[:, :-1] != ids[:, 1:]
         arr = np.asarray(out).copy()
-        arr[edge] = (255, 255, 255)
+        arr[edge_mask(ids)] = (255, 255, 255)
         out = Image.fromarray(arr)
     return out
 
@@ -182,7 +195,7 @@ def fit_width(image: Image.Image, width: int) -> Image.Image:
     """Scale an image to a display width (keeps the aspect ratio)."""
     if image.width == width:
         return image
-    return image.resize((width, max(1, round(image.height * width / image.width))), Image.BILINEAR)
+    return image.resize(size_at_width((image.height, image.width), width), Image.BILINEAR)
 
 
 class GridLayout:

@@ -20,9 +20,12 @@ def render(ctx: state.Context) -> None:
     # -- the input tensor --------------------------------------------------------------------------
     st.header("1. The input tensor")
     info = state.memo(t, "bb.input_info", lambda: bb.input_info(t))
+    short, cap = t.config.input_size, t.config.max_input_size
+    resize = (f"the shorter side is {short} pixels and the longer side at most {cap}" if cap
+              else f"the shorter side is {short} pixels")
     st.markdown(
-        f"The photo is **{D.W0} x {D.H0}** pixels (width x height). DETR resizes it so that the shorter side "
-        f"is 800 pixels and the longer side at most 1333: **{D.W} x {D.H}** (x{info['scale']:.3f}). Then every "
+        f"The photo is **{D.W0} x {D.H0}** pixels (width x height). DETR resizes it so that {resize} "
+        f"(the size this model was trained for): **{D.W} x {D.H}** (x{info['scale']:.3f}). Then every "
         f"colour channel is normalised with ImageNet's statistics, x = (pixel / 255 - mean) / std, with "
         f"mean = ({', '.join(f'{m:.3f}' for m in MEAN)}) and std = ({', '.join(f'{s:.3f}' for s in STD)}) for "
         f"red, green, blue. The tensor `input` is **1 x 3 x {D.H} x {D.W}**, its values run from "

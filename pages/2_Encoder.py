@@ -5,7 +5,7 @@ import streamlit as st
 
 from detr_viz.explain import box_cell, cell_of_pixel, dims, display_image, mark_cell
 from detr_viz.explain import encoder as enc
-from detr_viz.trace import best_query
+from detr_viz.explain.decoder import real_class_ranking
 from ui import page, state
 
 STEP = 2
@@ -16,7 +16,7 @@ def default_cell(ctx):
     """Before any click: the cell under the centre of the most confident query's box."""
     t = ctx.trace
     kept = list(ctx.panoptic.kept)
-    q = int(kept[int(ctx.panoptic.scores[kept].argmax())]) if kept else best_query(t["pred_logits"])
+    q = int(kept[int(ctx.panoptic.scores[kept].argmax())]) if kept else real_class_ranking(t)[0]
     return box_cell(t, t["pred_boxes"][0, q])
 
 
@@ -97,23 +97,26 @@ def render(ctx: state.Context) -> None:
         click = st.session_state.get(CLICK_KEY)
         shown = (click.get("width", photo.width), click.get("height", photo.height)) if click else None
         cell = cell_of_pixel(t, click["x"], click["y"], shown) if click else default_cell(ctx)
-        page.clickable_image(mark_cell(t, photo, cell), CLICK_KEY, width=W)
+        page.clickable_image(state.memo(t, ("enc.marked", cell), lambda: mark_cell(t, photo, cell)), CLICK_KEY,
+                             width=W)
         st.caption(f"{'Clicked' if click else 'Not clicked yet, showing'} cell row {cell[0]}, column {cell[1]} "
                    f"(pixels {cell[1] * D.stride}..{min(D.W, (cell[1] + 1) * D.stride) - 1} x "
                    f"{cell[0] * D.stride}..{min(D.H, (cell[0] + 1) * D.stride) - 1} of the {D.W} x {D.H} input).")
-    maps = enc.cell_attention(t, layer, cell)               # (M, h, w)
+    maps = state.memo(t, ("enc.cell_attention", layer, cell), lambda: enc.cell_attention(t, layer, cell))  # (M, h, w)
     with right:
         if mode == "average":
             avg = maps.mean(0)                              # (h, w)
             s = enc.attention_summary(avg, cell)
-            st.image(enc.attention_overlay(t, avg, cell, W), width="stretch")
+            st.image(state.memo(t, ("enc.attention_overlay", layer, cell),
+                                lambda: enc.attention_overlay(t, avg, cell, W)), width="stretch")
             st.markdown(
                 f"**Layer {layer + 1}, average of the {D.M} heads** (what nn.MultiheadAttention reports by default). "
                 f"The cell keeps **{s['self']:.1%}** for itself; the 5 strongest cells get {s['top_share']:.0%}; "
                 f"the attention is spread over about **{s['effective_cells']:.0f}** of {s['cells']} cells "
                 f"(exp of its entropy). Sum of the map: {s['sum']:.4f}.")
         else:
-            st.image(enc.heads_grid(t, maps, cell, 2 * W, shared_scale=shared), width="stretch")
+            st.image(state.memo(t, ("enc.heads_grid", layer, cell, shared),
+                                lambda: enc.heads_grid(t, maps, cell, 2 * W, shared_scale=shared)), width="stretch")
             per = [enc.attention_summary(maps[m], cell) for m in range(D.M)]
             scale = "one scale" if shared else "each map on its own scale"
             st.markdown(f"**Layer {layer + 1}, each head** ({scale}). "

@@ -74,11 +74,12 @@ def render(ctx: state.Context) -> None:
     c1, c2 = st.columns([1, 1], gap="large")
     with c1:
         st.plotly_chart(dec.layer_probs_figure(t, q), config={"displayModeBar": False})
-        st.dataframe(pd.DataFrame(dec.layer_table(t, q)), hide_index=True, width="stretch",
+        st.dataframe(pd.DataFrame(state.memo(t, ("dec.layer_table", q), lambda: dec.layer_table(t, q))),
+                     hide_index=True, width="stretch",
                      column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
                                     "p(no object)": st.column_config.NumberColumn(format="%.3f")})
     with c2:
-        st.image(dec.layer_boxes_picture(t, q, 2 * W), width="stretch",
+        st.image(state.memo(t, ("dec.layer_boxes", q), lambda: dec.layer_boxes_picture(t, q, 2 * W)), width="stretch",
                  caption=f"Query {q}'s box after each layer, coloured by layer (tags L1 .. L{D.dec_layers}: viridis "
                          f"from dark = layer 1 to yellow = layer {D.dec_layers}); the thickest is the final box.")
 
@@ -88,14 +89,16 @@ def render(ctx: state.Context) -> None:
     layer = c1.selectbox("Decoder layer", list(range(D.dec_layers)), index=D.dec_layers - 1,
                          format_func=lambda i: f"layer {i + 1} of {D.dec_layers}", key="dec_layer")
     mode = c2.segmented_control("Heads", ["average", "each head"], default="average", key="dec_heads") or "average"
-    maps = dec.cross_attention(t, layer, q)                 # (M, h, w)
+    maps = state.memo(t, ("dec.cross_attention", layer, q), lambda: dec.cross_attention(t, layer, q))   # (M, h, w)
     if mode == "average":
-        st.image(dec.cross_attention_picture(t, maps.mean(0), q, layer, W), width=W)
+        st.image(state.memo(t, ("dec.cross_picture", layer, q),
+                            lambda: dec.cross_attention_picture(t, maps.mean(0), q, layer, W)), width=W)
         st.caption(f"Layer {layer + 1}: query {q}'s attention over the {D.h} x {D.w} cells, averaged over the "
                    f"{D.M} heads (each head's weights sum to 1). The white box is the query's box after this layer. "
                    f"The strongest cell gets {maps.mean(0).max():.1%}.")
     else:
-        st.image(dec.cross_heads_grid(t, maps, q, layer, W * 2), width="stretch")
+        st.image(state.memo(t, ("dec.cross_heads", layer, q), lambda: dec.cross_heads_grid(t, maps, q, layer, W * 2)),
+                 width="stretch")
         st.caption(f"Layer {layer + 1}: the {D.M} heads of query {q}, each map on its own scale; white = the box "
                    "after this layer. Heads often look at different parts: edges, extremities, the centre.")
     st.info("These weights only decide what the decoder *reads* from the encoded image. The box attention maps "

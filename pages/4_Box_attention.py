@@ -8,7 +8,7 @@ import streamlit as st
 
 from detr_viz.explain import attention as att
 from detr_viz.explain import dims
-from detr_viz.trace import best_query
+from detr_viz.explain.decoder import real_class_ranking
 from ui import page, state
 
 STEP = 4
@@ -24,9 +24,7 @@ def shown_queries(ctx) -> tuple[list[int], str]:
     kept = sorted((int(q) for q in pan.kept), key=lambda q: -pan.scores[q])
     if kept:
         return kept, f"the {len(kept)} kept queries"
-    probs = ctx.trace["pred_logits"][0].softmax(-1)[:, :-1].max(-1).values
-    top = [int(q) for q in np.argsort(-probs.numpy())[:5]]
-    return top or [best_query(ctx.trace["pred_logits"])], "the 5 queries most sure of a real class (none is kept)"
+    return real_class_ranking(ctx.trace)[:5], "the 5 queries most sure of a real class (none is kept)"
 
 
 def render(ctx: state.Context) -> None:
@@ -92,7 +90,7 @@ def render(ctx: state.Context) -> None:
     s = att.map_summary(t, q, head)
     left, right = st.columns([1, 1], gap="large")
     with left:
-        st.image(att.map_picture(t, q, head, W), width="stretch")
+        st.image(state.memo(t, ("att.map_picture", q, head), lambda: att.map_picture(t, q, head, W)), width="stretch")
     with right:
         what = f"the sum of query {q}'s {D.M} maps" if head is None else f"query {q}, head {head + 1}"
         st.markdown(

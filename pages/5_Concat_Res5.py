@@ -5,8 +5,7 @@ A thin view over detr_viz.explain.concat: every number below is read from the li
 import pandas as pd
 import streamlit as st
 
-from detr_viz.explain import concat
-from detr_viz.explain.tensors import bounded
+from detr_viz.explain import concat, dims
 from ui import page, state
 
 STEP = 5
@@ -16,9 +15,8 @@ ctx = page.setup(STEP)
 def render(ctx):
     t = ctx.trace
     cfg = t.config
-    d, M, N = cfg.hidden_dim, cfg.nheads, cfg.num_queries
-    h, w = t.grid
-    c5 = t.shape("backbone.res5")[1]
+    D = dims(t)
+    d, M, N, h, w, c5 = D.d, D.M, D.N, D.h, D.w, D.C5
     K = len(t.mask_queries)
 
     st.subheader("The answer: input_proj(Res5), taken from *before* the encoder")
@@ -58,10 +56,9 @@ def render(ctx):
 
     st.subheader("One query's stack")
     q = page.query_picker(ctx, key="concat_query")
-    cache = state.memo(t, "explain.concat", dict)           # the last few queries' stacks and pictures
 
-    def memo(key, fn):
-        return bounded(cache, key, fn, keep=30)
+    def memo(key, fn):                                      # the last few queries' stacks and pictures
+        return state.memo(t, ("concat." + key[0],) + key[1:], fn, keep=8)
     stack = memo(("stack", q), lambda: concat.concat_stack(t, q))
 
     how = st.radio("Feature channels to draw",

@@ -5,8 +5,8 @@ A thin view over detr_viz.explain.upsampling: every number below is read from th
 import pandas as pd
 import streamlit as st
 
+from detr_viz.explain import dims
 from detr_viz.explain import upsampling as up
-from detr_viz.explain.tensors import bounded
 from ui import page, state
 
 STEP = 6
@@ -17,11 +17,9 @@ VIEWS = {"first principal component": "pc1", "channel mean": "mean", "one channe
 
 def render(ctx):
     t = ctx.trace
-    cfg = t.config
-    d, M = cfg.hidden_dim, cfg.nheads
-    h, w = t.grid
+    D = dims(t)
+    d, M, h, w, H, W = D.d, D.M, D.h, D.w, D.H, D.W
     h4, w4 = t.shape("pred_masks")[-2:]
-    H, W = t.shape("input")[-2:]
 
     st.markdown(
         f"The curriculum says \"various operations are performed to upsample and clean the masks using "
@@ -37,12 +35,11 @@ def render(ctx):
                "backbone, so each `adapter{k}` is one tensor (batch 1), added to every query's map.")
 
     q = page.query_picker(ctx, key="upsampling_query")
-    cache = state.memo(t, "explain.upsampling", dict)       # the last few queries' views and pictures
 
-    def memo(key, fn):
-        return bounded(cache, key, fn, keep=40)
+    def memo(key, fn):                                      # the last few queries' views and pictures
+        return state.memo(t, ("upsampling." + key[0],) + key[1:], fn, keep=12)
 
-    st.subheader(f"The mask of query {q} taking shape, 1/{cfg.stride} → 1/4")
+    st.subheader(f"The mask of query {q} taking shape, 1/{D.stride} → 1/4")
     stages = memo(("sharpening", q), lambda: up.sharpening(t, q, d))
     st.image(memo(("sharpening.png", q), lambda: up.sharpening_picture(stages)),
              width="stretch")
@@ -62,7 +59,7 @@ def render(ctx):
                "orange positive. The principal component is that of the sum, with its sign chosen so that orange "
                "in the sum means \"like the final mask\".")
 
-    st.markdown(f"**1/{cfg.stride}: `lay1`, `lay2`.** {t.shape('mask_head.concat')[1]} → "
+    st.markdown(f"**1/{D.stride}: `lay1`, `lay2`.** {t.shape('mask_head.concat')[1]} → "
                 f"{t.shape('mask_head.relu1')[1]} → {t.shape('mask_head.relu2')[1]} channels on the {h} × {w} grid "
                 f"(`mask_head.relu2`: {' × '.join(map(str, t.shape('mask_head.relu2')[1:]))} per query). "
                 "Nothing is added yet: this is tile 2 above.")

@@ -6,21 +6,22 @@ A thin view over detr_viz.explain.merge and the intermediate fields of PanopticR
 import pandas as pd
 import streamlit as st
 
-from detr_viz.explain import merge
-from detr_viz.explain.tensors import bounded
+from detr_viz.explain import dims, merge
 from detr_viz.postprocess import SMALL_AREA
 from detr_viz.viz import fit_width
 from ui import page, state
 
 STEP = 7
 ctx = page.setup(STEP)
-WIDTH = 720                 # display width of the maps (projector-friendly)
+WIDTH = page.DISPLAY_WIDTH          # display width of the maps (projector-friendly)
+K_PIXEL = "merge_pixel"             # (trace_key, (x, y) photo pixel) of the last click
 
 
 def render(ctx):
     t = ctx.trace
     cats = t.categories
-    N, C1 = t.shape("pred_logits")[-2:]
+    D = dims(t)
+    N, C1 = D.N, D.C + 1
     h4, w4 = t.shape("pred_masks")[-2:]
 
     threshold = page.threshold_slider(ctx)
@@ -30,12 +31,11 @@ def render(ctx):
     kept = [int(q) for q in pan.kept]
     K = len(kept)
     key = round(threshold, 4)
-    cache = state.memo(t, "explain.merge", dict)            # pictures of the last few thresholds
 
-    def memo(name, fn):
-        return bounded(cache, (name, key), fn, keep=40)
+    def memo(name, fn):                                     # pictures of the last few thresholds
+        return state.memo(t, ("merge." + name, key), fn, keep=4)
     colors = memo("colors", lambda: merge.query_colors(pan, cats))
-    small_photo = memo("photo", lambda: fit_width(t.pre.resized_image, WIDTH))    # the network input, shown
+    small_photo = state.memo(t, "merge.photo", lambda: fit_width(t.pre.resized_image, WIDTH))   # the network input
 
     # ---- 1. the query filter -----------------------------------------------------------------
     st.subheader("1 · Which queries take part")
@@ -180,8 +180,8 @@ def render(ctx):
     st.subheader("6 · Click a pixel: why this label?")
     overlay = memo("overlay", lambda: merge.display_overlay(t.image, pan, 2 * WIDTH))
     photo_size = t.image.size                               # (W, H) = the target size of the merge
-    saved = st.session_state.get("merge_pixel")             # (trace id, (x, y) photo pixel) of the last click
-    clicked = saved[1] if saved and saved[0] == id(t) else None
+    saved = st.session_state.get(K_PIXEL)                   # a click on another image or model does not count
+    clicked = saved[1] if saved and saved[0] == ctx.trace_key else None
     shown = merge.mark_point(overlay, merge.photo_to_display(clicked, photo_size, overlay.size)) if clicked \
         else overlay
     c1, c2 = st.columns([3, 2])
@@ -190,7 +190,7 @@ def render(ctx):
     if xy is not None:
         xy = merge.display_to_photo(xy, overlay.size, photo_size)
     if xy is not None and xy != clicked:
-        st.session_state["merge_pixel"] = (id(t), xy)
+        st.session_state[K_PIXEL] = (ctx.trace_key, xy)
         st.rerun()                    # redraw the cross-hair at the new pixel
     note = ""
     if clicked is None:

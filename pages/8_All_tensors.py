@@ -17,12 +17,13 @@ def render(ctx):
     t = ctx.trace
     pan = ctx.panoptic
     stem = tx.safe_name(ctx.image_name.rsplit(".", 1)[0])
-    rows = state.memo(t, "explain.tensors.summary", t.summary)
-    K = len(t.mask_queries)
+    traced = tuple(t.mask_queries)                          # grows when a page runs the mask head for a query
+    rows = state.memo(t, ("tensors.summary", traced), t.summary, keep=2)
+    K = len(traced)
     st.markdown(
         f"Every stage recorded for **{ctx.image_name}** with **{ctx.model_key}**: {len(rows)} tensors, in pipeline "
         f"order. Per-query stages (step 5 and 6) hold the K = {K} queries run through the mask head, in this order: "
-        f"{', '.join(map(str, t.mask_queries))}. \"computed on request\" stages (ReLUs, upsamplings, FPN sums of the "
+        f"{', '.join(map(str, traced))}. \"computed on request\" stages (ReLUs, upsamplings, FPN sums of the "
         f"mask head, the stem's BN/ReLU) are rebuilt from a stored neighbour by the model's own modules, so their "
         f"statistics are not precomputed here.")
 
@@ -43,7 +44,7 @@ def render(ctx):
     names = [r["stage"] for r in shown] or [r["stage"] for r in rows]
     name = st.selectbox("Stage", names, key="tensors_stage")
     q = int(st.session_state.get(state.K_QUERY, t.mask_queries[0]))
-    img, caption = state.memo(t, ("explain.tensors.preview", name, q), lambda: tx.stage_preview(t, name, q))
+    img, caption = state.memo(t, ("tensors.preview", name, q), lambda: tx.stage_preview(t, name, q))
     st.image(img, width=min(img.width, 900))
     st.caption(caption + ("" if name == "input" else " (each tile on its own scale: viridis for non-negative "
                                                     "values, purple–orange around 0 for signed ones)"))
@@ -55,7 +56,7 @@ def render(ctx):
                        key="dl_stage")
 
     st.subheader("Downloads")
-    mb = state.memo(t, "explain.tensors.megabytes", lambda: tx.trace_megabytes(t))
+    mb = state.memo(t, ("tensors.megabytes", traced), lambda: tx.trace_megabytes(t), keep=2)
     c1, c2, c3 = st.columns(3)
     c1.download_button("Panoptic map (colour PNG)", data=lambda: pan.png_bytes(), file_name=f"{stem}_panoptic.png",
                        mime="image/png", on_click="ignore", key="dl_panoptic_png")
@@ -82,7 +83,7 @@ def render(ctx):
     st.caption(f"Figures of a query use the query chosen on pages 5–6 (now query {q}).")
 
     with st.expander(f"Every named submodule of the model ({len(t.modules)}) with its output shape"):
-        st.dataframe(pd.DataFrame(state.memo(t, "explain.tensors.modules", lambda: t.modules),
+        st.dataframe(pd.DataFrame(state.memo(t, "tensors.modules", lambda: t.modules),
                                   columns=["module", "type", "output shape"]),
                      hide_index=True, width="stretch", height=500)
         st.caption("From forward hooks during the trace. \"not called\": the module never ran as a module "

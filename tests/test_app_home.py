@@ -120,3 +120,26 @@ def test_a_url_names_the_image_in_a_fresh_session():
     assert not gone.exception
     assert gone.session_state[state.K_IMAGE_NAME] == "nagasaki_boats.jpg"
     assert any("no longer on the server" in i.value for i in gone.info)
+
+
+def test_a_failing_sample_or_choice_gives_a_message_and_keeps_the_image(monkeypatch):
+    at = app().run()
+    assert_clean(at)
+
+    def unreadable(key):
+        raise OSError(f"cannot read {key}")
+    monkeypatch.setattr(state, "set_sample", unreadable)
+    at.selectbox(key="sample_widget").set_value("photo:china.jpg").run()
+    assert not at.exception
+    assert at.session_state[state.K_IMAGE_NAME] == "nagasaki_boats.jpg"          # the previous image stays
+    assert at.session_state["sample_widget"] == "photo:nagasaki_boats.jpg"       # and the picker shows it
+    errors = " ".join(e.value for e in at.error)
+    assert "cannot be used (OSError: cannot read photo:china.jpg)" in errors and "still in use" in errors
+
+    def broken():
+        raise RuntimeError("broken choice")
+    monkeypatch.setattr(state, "ensure_choice", broken)
+    at.run()
+    assert not at.exception
+    assert any("could not be set up (RuntimeError: broken choice)" in e.value for e in at.error)
+    assert at.session_state[state.K_IMAGE_NAME] == "nagasaki_boats.jpg"

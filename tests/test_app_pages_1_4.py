@@ -142,7 +142,8 @@ def test_box_attention_grid_click_selects_query_and_head():
     assert at.session_state["att_head"] is None
     t = session_trace(at)
     kept = sorted(t.panoptic.kept.tolist(), key=lambda q: -t.panoptic.scores[q])      # the rows, at 0.85
-    pic_layout = t._page_cache[("att.grid", tuple(kept), "query", 720)]             # the picture shown
+    pic_layout = state.memo(t, ("att.grid", tuple(kept), "query", 720),             # the picture shown
+                            lambda: pytest.fail("the page did not memoise its grid"))
     queries = kept
     pic, layout = pic_layout
     x, y = layout.tile_origin(2, 5)                            # third row, head 6

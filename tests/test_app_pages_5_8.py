@@ -121,7 +121,7 @@ def test_page7_pixel_click_shows_every_kept_querys_scores():
     assert list(scores["query"]) == [0, 3, 4, 6, 8]
     assert scores["p (all kept)"].sum() == pytest.approx(1.0, abs=1e-6)
     owner = scores.loc[scores["role"].str.contains("final owner"), "query"]
-    assert len(owner) == 1 and f"**Final:** segment" in text
+    assert len(owner) == 1 and "**Final:** segment" in text
     assert "Showing the centre" not in "\n".join(c.value for c in at.caption)
 
 
@@ -161,3 +161,64 @@ def test_page8_downloads_and_every_stage_in_the_table():
     at.text_input(key="tensors_search").input("cross_attn").run()
     no_errors(at)
     assert list(frame_with(at, "dtype")["stage"]) == [f"decoder.layer{i}.cross_attn" for i in range(TINY.dec_layers)]
+
+
+def test_state_caches_are_bounded_lrus():
+    """state.memo keeps the `keep` most recent values per group; state.merged a few thresholds."""
+    from collections import OrderedDict
+    from types import SimpleNamespace
+
+    from ui import state
+    store, calls = OrderedDict(), []
+    for k in [1, 2, 3, 1, 4, 5]:
+        state.bounded(store, k, lambda k=k: calls.append(k) or k * 10, keep=3)
+    assert list(store) == [1, 4, 5] and calls == [1, 2, 3, 4, 5]        # 1 was reused, 2 and 3 evicted
+
+    t, calls = SimpleNamespace(), []
+    for q in range(6):
+        assert state.memo(t, ("pic", q), lambda q=q: calls.append(q) or q, keep=4) == q
+    assert state.memo(t, "other", lambda: "x") == "x"                       # its own group
+    assert state.memo(t, ("pic", 5), lambda: calls.append("again")) == 5      # cached: fn not called
+    assert list(t._page_cache["pic"]) == [("pic", q) for q in (2, 3, 4, 5)] and calls == list(range(6))
+
+    merges = []
+    t = SimpleNamespace(threshold=0.85, panoptic="own", merge=lambda thr: merges.append(thr) or f"at {thr}")
+    assert state.merged(t, 0.85) == "own" and merges == []                 # the trace's own merge
+    thresholds = [round(0.1 + i / 100, 2) for i in range(state.MERGES_KEEP + 3)]
+    for thr in thresholds:
+        state.merged(t, thr)
+    assert len(t._merges) == state.MERGES_KEEP and merges == thresholds
+    assert state.merged(t, thresholds[-1]) == f"at {thresholds[-1]}" and len(merges) == len(thresholds)   # reused
+    state.merged(t, thresholds[0])                                           # evicted: merged again
+    assert merges[-1] == thresholds[0] and len(merges) == len(thresholds) + 1
+
+
+def test_get_trace_traces_an_image_once_when_two_reruns_ask_at_once(monkeypatch):
+    import threading
+    from types import SimpleNamespace
+
+    import detr_viz
+    from ui import state
+    calls, started = [], threading.Event()
+
+    def slow_trace(model, data, progress=None):
+        calls.append(data)
+        started.set()
+        threading.Event().wait(0.5)
+        return SimpleNamespace(total_time=0.5, device_name="cpu")
+    monkeypatch.setattr(detr_viz, "trace", slow_trace)
+    data = b"not really an image, never decoded here"
+    out = []
+
+    def ask():
+        out.append(state.get_trace("fake-model", None, data, "fake.jpg", state.image_hash(data)))
+    first = threading.Thread(target=ask)
+    first.start()
+    started.wait(5)
+    second = threading.Thread(target=ask)
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert len(calls) == 1 and len(out) == 2 and out[0] is out[1]
+    assert state.trace_store().busy == {}
+    state.trace_store().items.pop(("fake-model", state.image_hash(data)))     # leave the shared store as it was

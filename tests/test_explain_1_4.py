@@ -265,3 +265,15 @@ def test_box_cell_of_the_centre(t):
     D = explain.dims(t)
     r, c = explain.box_cell(t, box)
     assert abs(r - D.h / 2) <= 1 and abs(c - 1066 / 2 / 32) <= 1
+
+
+def test_box_cell_takes_the_centre_as_a_fraction_of_the_network_input(t):
+    """Box centre (cx, cy) is input pixel (cx * W, cy * H), in cell (cy * H // s, cx * W // s).
+    The 160 x 120 photo enters as 1066 x 800 (grid 25 x 34, stride 32)."""
+    # 64.2 input pixels in: cell 2. (The old cx * (W0 - 1) put it at 63.8 px, cell 1.)
+    assert explain.box_cell(t, torch.tensor([64.2 / 1066, 64.2 / 800, 0.1, 0.1])) == (2, 2)
+    # the centre: pixel 533 of 1066 is in cell 16 (a stretched grid, floor(0.5 * 34), would say 17)
+    assert explain.box_cell(t, torch.tensor([0.5, 0.5, 0.1, 0.1])) == (12, 16)
+    # the far edge is the last, cut cell; out-of-range centres are clamped
+    assert explain.box_cell(t, torch.tensor([1.0, 1.0, 0.1, 0.1])) == (24, 33)
+    assert explain.box_cell(t, torch.tensor([-0.2, 1.3, 0.1, 0.1])) == (24, 0)

@@ -141,6 +141,9 @@ class FakeTrace:
     def shape(self, name):
         return tuple(self.tensors[name].shape)
 
+    def mask_logits(self, queries):                       # (K, h4, w4)
+        return self.tensors["pred_masks"][0, [int(q) for q in queries]]
+
 
 @pytest.fixture(scope="module")
 def synthetic():
@@ -348,10 +351,3 @@ def test_display_overlay_and_click_mapping(synthetic):
         d = merge.photo_to_display(xy, (70, 50), (140, 100))
         assert merge.display_to_photo(d, (140, 100), (70, 50)) == xy
     assert merge.display_to_photo((1439, 959), (1440, 960), (3000, 2000)) == (2997, 1997)
-
-
-def test_bounded_cache_keeps_the_most_recent():
-    store, calls = {}, []
-    for k in [1, 2, 3, 1, 4, 5]:
-        tensors.bounded(store, k, lambda k=k: calls.append(k) or k * 10, keep=3)
-    assert list(store) == [1, 4, 5] and calls == [1, 2, 3, 4, 5]        # 1 was reused, 2 and 3 evicted

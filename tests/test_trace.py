@@ -239,6 +239,11 @@ def test_low_threshold_merge_runs_masks_without_recording_stages(tiny_confident)
         full = tiny_confident(t["input"])
     ref = detr_viz.postprocess_panoptic(full, t.pre.processed_size, t.pre.original_size, 0.5, t.categories)
     np.testing.assert_array_equal(low.id_map, ref.id_map)
+    # mask_logits serves traced, merge-only and untraced queries alike, equal to the full forward
+    qs = [traced[0], 1, 2]
+    assert 2 not in traced and 2 not in low.kept.tolist()
+    torch.testing.assert_close(t.mask_logits(qs), full["pred_masks"][0, qs], rtol=1e-4, atol=1e-4)
+    assert 1 not in t.mask_queries and 2 in t.mask_queries       # only the untraced query got traced
     # Asking for the query's stages records them; the merge result does not change.
     assert t.query("mask_head.lay2", 1).shape[0] == 64
     np.testing.assert_array_equal(t.merge(0.5).id_map, low.id_map)

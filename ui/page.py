@@ -14,6 +14,8 @@ from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 import detr_viz
+from detr_viz.explain import DISPLAY_WIDTH      # the width of a main picture, defined once (pages use page.DISPLAY_WIDTH)
+from detr_viz.explain.decoder import query_class
 from detr_viz.stages import STEPS, stage, stages_of_step
 from detr_viz.viz import fit_width
 
@@ -33,7 +35,6 @@ PAGES = {
     7: ("pages/7_Merge.py", "7 · Merge"),
     8: ("pages/8_All_tensors.py", "All tensors"),
 }
-DISPLAY_WIDTH = 720          # default width of a main picture (readable on a projector)
 SIDEBAR_WIDTH = 320          # the photo in the sidebar (sent at this size, not the photo's own)
 
 
@@ -54,6 +55,24 @@ def configure(step: int | None, title: str | None = None) -> None:
     """st.set_page_config with the page's name (the first Streamlit call of a page)."""
     name = title or (STEPS[step - 1].title if step and step <= 7 else PAGES.get(step or 0, ("", "detr-viz"))[1])
     st.set_page_config(page_title=f"detr-viz · {name}", page_icon=":material/search:", layout="wide")
+
+
+def choice() -> None:
+    """state.ensure_choice(), with a plain message instead of a traceback. If a choice was made
+    before (an earlier run), it stays in use; with none at all the page stops."""
+    try:
+        state.ensure_choice()
+    except ScriptControlException:
+        raise
+    except Exception as e:
+        log.error("choice failed: %s", traceback.format_exc())
+        ss = st.session_state
+        have = state.K_IMAGE_BYTES in ss and state.K_MODEL in ss
+        st.error(f"The image or model could not be set up ({type(e).__name__}: {e}). "
+                 + ("The previous image and model stay in use." if have else
+                    "Reload the page; if it keeps failing, upload a photo."))
+        if not have:
+            st.stop()
 
 
 def context() -> state.Context:
@@ -174,9 +193,8 @@ def threshold_slider(ctx: state.Context, key: str = "threshold_widget") -> float
 
 
 def query_label(ctx: state.Context, q: int) -> str:
-    probs = ctx.trace["pred_logits"][0, q].softmax(-1)
-    score, label = probs.max(-1)
-    return f"query {q}: {ctx.trace.categories.label(int(label))} ({float(score):.2f})"
+    label, score = query_class(ctx.trace, q)
+    return f"query {q}: {ctx.trace.categories.label(label)} ({score:.2f})"
 
 
 def query_picker(ctx: state.Context, key: str, label: str = "Query", only_kept: bool = False) -> int:

@@ -37,6 +37,7 @@ MAX_TRACES = 6
 K_IMAGE_BYTES, K_IMAGE_NAME, K_IMAGE_CREDIT = "image_bytes", "image_name", "image_credit"
 K_MODEL, K_THRESHOLD, K_NOTES, K_QUERY = "model_key", "threshold", "notes", "query"
 K_IMAGE_SOURCE = "image_source"         # "photo:<file>", "toy:<file>" or "upload:<hash>"
+K_IMAGE_HASH = "image_hash"             # sha1 of the image bytes (computed once, in set_image)
 # URL query parameters.
 QP_IMAGE, QP_MODEL, QP_THRESHOLD = "image", "model", "threshold"
 MAX_UPLOADS = 24                        # uploads kept server-side for links (LRU)
@@ -97,10 +98,21 @@ def load_model(key: str):
 
 
 class TraceStore:
-    """A small LRU of traces shared by all sessions (max MAX_TRACES)."""
+    """A small LRU of traces shared by all sessions (max MAX_TRACES), with a lock per key being
+    computed (`key_lock`), so that two reruns never trace the same image and model at once."""
 
     def __init__(self, size: int):
         self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        self.busy: dict = {}                 # key -> threading.Lock, while that key is being computed
+
+    def key_lock(self, key) -> threading.Lock:
+        with self.lock:
+            return self.busy.setdefault(key, threading.Lock())
+
+    def release_key(self, key) -> None:
+        """Forget the key's lock once its value is stored (a later caller finds the value first)."""
+        with self.lock:
+            self.busy.pop(key, None)
 
     def get(self, key):
         with self.lock:
@@ -131,6 +143,12 @@ class Context:
     model: object
     trace: detr_viz.Trace
     notes: list = field(default_factory=list)
+    image_hash: str = ""
+
+    @property
+    def trace_key(self) -> tuple:
+        """A stable name of the trace (model, image hash): unlike id(trace), never reused."""
+        return (self.model_key, self.image_hash)
 
     @property
     def threshold(self) -> float:
@@ -142,20 +160,54 @@ class Context:
         return merged(self.trace, self.threshold)
 
 
-def memo(trace, key, fn):
-    """Compute `fn()` once per trace (page-level caches that live as long as the trace)."""
-    cache = trace.__dict__.setdefault("_page_cache", {})
-    if key not in cache:
-        cache[key] = fn()
-    return cache[key]
+MEMO_KEEP = 16                          # values kept per memo group (LRU)
+MERGES_KEEP = 8                         # merges kept per trace (thresholds, LRU)
+_CACHE_LOCK = threading.Lock()          # Streamlit runs sessions in threads; every cache below shares it
+
+
+def bounded(store: OrderedDict, key, fn, keep: int = MEMO_KEEP):
+    """Cache fn() in `store` under `key`, keeping only the `keep` most recently used keys (LRU), so
+    that clicking through queries, layers or thresholds does not pile up pictures on a shared
+    server. Thread-safe; fn() runs outside the lock (two sessions may compute the same value once
+    each, and the second one wins)."""
+    with _CACHE_LOCK:
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+    value = fn()
+    with _CACHE_LOCK:
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > keep:
+            store.popitem(last=False)
+    return value
+
+
+def _trace_cache(trace, name: str) -> dict:
+    """A dict of caches kept on the trace itself: it goes when the trace leaves the TraceStore."""
+    with _CACHE_LOCK:
+        return trace.__dict__.setdefault(name, {})
+
+
+def memo(trace, key, fn, keep: int = MEMO_KEEP):
+    """fn(), cached on the trace under `key`: a name, or a tuple (name, widget values ...).
+
+    Each name is one LRU group of at most `keep` values, so a picture keyed by a query, a layer or
+    a threshold keeps only its `keep` most recent versions."""
+    group = key[0] if isinstance(key, tuple) else key
+    groups = _trace_cache(trace, "_page_cache")
+    with _CACHE_LOCK:
+        store = groups.setdefault(group, OrderedDict())
+    return bounded(store, key, fn, keep)
 
 
 def merged(trace, threshold: float):
-    cache = trace.__dict__.setdefault("_merges", {})
+    """The merge at `threshold` (the trace's own merge at its threshold), the last MERGES_KEEP kept."""
     key = round(float(threshold), 4)
-    if key not in cache:
-        cache[key] = trace.panoptic if abs(key - trace.threshold) < 1e-9 else trace.merge(key)
-    return cache[key]
+    with _CACHE_LOCK:
+        store = trace.__dict__.setdefault("_merges", OrderedDict())
+    return bounded(store, key, lambda: trace.panoptic if abs(key - trace.threshold) < 1e-9 else trace.merge(key),
+                   MERGES_KEEP)
 
 
 def image_hash(data: bytes) -> str:
@@ -173,11 +225,13 @@ def set_image(name: str, data: bytes, credit: str = "", source: str | None = Non
 
     source: the sample key ("photo:<file>", "toy:<file>"); None for an upload."""
     detr_viz.load_image(data)            # validate before replacing the previous image
+    digest = image_hash(data)
     if source is None:
-        source = f"upload:{image_hash(data)[:16]}"
+        source = f"upload:{digest[:16]}"
         upload_store().put(source, (name, data, credit))
     ss = st.session_state
     ss[K_IMAGE_BYTES], ss[K_IMAGE_NAME], ss[K_IMAGE_CREDIT], ss[K_IMAGE_SOURCE] = data, name, credit, source
+    ss[K_IMAGE_HASH] = digest
     ss.pop(K_QUERY, None)
 
 
@@ -314,6 +368,8 @@ def ensure_choice() -> None:
             ss[K_NOTES] = ss.get(K_NOTES, []) + [note]
     if K_IMAGE_BYTES not in ss:
         ss[K_IMAGE_NAME], ss[K_IMAGE_BYTES], ss[K_IMAGE_CREDIT], ss[K_IMAGE_SOURCE] = _default_image(ss[K_MODEL])
+    if K_IMAGE_HASH not in ss:               # the default image (set_image stores the hash of any other)
+        ss[K_IMAGE_HASH] = image_hash(ss[K_IMAGE_BYTES])
 
 
 def ensure_context() -> Context:
@@ -329,30 +385,46 @@ def ensure_context() -> Context:
         ss[K_NOTES] = ss.get(K_NOTES, []) + [f"Could not load model **{key}**: {e} Falling back to **{fallback}**."]
         ss[K_MODEL] = key = fallback
         model = load_model(key)
-    trace = get_trace(key, model, ss[K_IMAGE_BYTES], ss[K_IMAGE_NAME])
+    trace = get_trace(key, model, ss[K_IMAGE_BYTES], ss[K_IMAGE_NAME], ss[K_IMAGE_HASH])
     sync_url()
     notes = list(ss.get(K_NOTES, []))
     if model.config.categories == "toyworld" and not str(ss.get(K_IMAGE_SOURCE, "")).startswith("toy:"):
         notes.append("The **toyworld** model knows only the toy world: 4 shapes (circle, square, triangle, star) "
-                     "and 4 backgrounds (sky, grass, water, road), at 160 pixels. On a photo it answers in those "
-                     "terms, so its labels are guesses; the steps are still real. Pick a toy-world scene on the "
-                     "Home page to see it work, or an official COCO model for photos.")
-    return Context(ss[K_IMAGE_NAME], ss[K_IMAGE_BYTES], ss.get(K_IMAGE_CREDIT, ""), key, model, trace, notes)
+                     f"and 4 backgrounds (sky, grass, water, road), at {model.config.input_size} pixels. On a photo "
+                     "it answers in those terms, so its labels are guesses; the steps are still real. Pick a "
+                     "toy-world scene on the Home page to see it work, or an official COCO model for photos.")
+    return Context(ss[K_IMAGE_NAME], ss[K_IMAGE_BYTES], ss.get(K_IMAGE_CREDIT, ""), key, model, trace, notes,
+                   ss[K_IMAGE_HASH])
 
 
-def get_trace(model_key: str, model, image_bytes: bytes, image_name: str) -> detr_viz.Trace:
-    """The cached trace of this image under this model, or a new one with progress by step."""
+def get_trace(model_key: str, model, image_bytes: bytes, image_name: str,
+              digest: str | None = None) -> detr_viz.Trace:
+    """The cached trace of this image under this model, or a new one with progress by step.
+
+    digest: the image's `image_hash` (computed here if not given). One lock per (model, image):
+    a second rerun asking for a trace being computed waits for it instead of tracing again."""
     store = trace_store()
-    key = (model_key, image_hash(image_bytes))
+    key = (model_key, digest or image_hash(image_bytes))
     t = store.get(key)
     if t is not None:
         return t
-    with st.status(f"Running DETR on {image_name} ...", expanded=True) as status:
-        def progress(step: int, text: str):
-            status.update(label=f"Step {step} of 7: {text} ...")
-            status.write(f"Step {step} of 7: {text}")
-        t = detr_viz.trace(model, image_bytes, progress=progress)
-        status.update(label=f"Traced {image_name} in {t.total_time:.2f} s on {t.device_name}",
-                      state="complete", expanded=False)
-    store.put(key, t)
-    return t
+    lock = store.key_lock(key)
+    if not lock.acquire(blocking=False):
+        with st.spinner(f"{image_name} is being traced (another page or session started it) ..."):
+            lock.acquire()
+    try:
+        t = store.get(key)
+        if t is not None:
+            return t
+        with st.status(f"Running DETR on {image_name} ...", expanded=True) as status:
+            def progress(step: int, text: str):
+                status.update(label=f"Step {step} of 7: {text} ...")
+                status.write(f"Step {step} of 7: {text}")
+            t = detr_viz.trace(model, image_bytes, progress=progress)
+            status.update(label=f"Traced {image_name} in {t.total_time:.2f} s on {t.device_name}",
+                          state="complete", expanded=False)
+        store.put(key, t)
+        return t
+    finally:
+        store.release_key(key)
+        lock.release()

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..viz import SEQUENTIAL, colorize, fit_width
+from ..viz import SEQUENTIAL, colorize, fit_width, size_at_width
 
-DISPLAY_WIDTH = 720          # main pictures: readable on a projector
+DISPLAY_WIDTH = 720          # main pictures: readable on a projector (the app's pages use this one too)
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def grid_to_picture(trace, rgb: np.ndarray, size, stride: int | None = None) -> 
 def picture_size(trace, width: int) -> tuple[int, int]:
     """(width, height) of a picture of the photo `width` pixels wide."""
     D = dims(trace)
-    return width, max(1, round(width * D.H0 / D.W0))
+    return size_at_width((D.H0, D.W0), width)
 
 
 def grid_overlay(trace, values, base: Image.Image, alpha: float = 0.6, cmap: str = SEQUENTIAL,
@@ -152,10 +152,14 @@ def mark_cell(trace, image: Image.Image, cell, color=(255, 40, 40), width: int =
 
 
 def box_cell(trace, box_cxcywh) -> tuple[int, int]:
-    """The grid cell under the centre of a normalised (cx, cy, w, h) box."""
+    """The grid cell under the centre of a normalised (cx, cy, w, h) box.
+
+    The box is a fraction of the (unpadded) network input, W x H pixels, so its centre is input
+    pixel (cx * W, cy * H), and that pixel lies in cell (floor(cy * H / s), floor(cx * W / s)) of
+    the stride-s grid, clamped to the last row / column (which the image border may cut)."""
     D = dims(trace)
-    cx, cy = float(box_cxcywh[0]), float(box_cxcywh[1])
-    return cell_of_pixel(trace, min(max(cx, 0.0), 1.0) * (D.W0 - 1), min(max(cy, 0.0), 1.0) * (D.H0 - 1))
+    cx, cy = min(max(float(box_cxcywh[0]), 0.0), 1.0), min(max(float(box_cxcywh[1]), 0.0), 1.0)
+    return min(D.h - 1, int(cy * D.H // D.stride)), min(D.w - 1, int(cx * D.W // D.stride))
 
 
 def cell_index(trace, cell) -> int:

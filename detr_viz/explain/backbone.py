@@ -136,19 +136,6 @@ def pca_picture(trace, name: str, width: int = DISPLAY_WIDTH) -> tuple[Image.Ima
     return rgb_grid_picture(trace, scores_rgb(pcs, tuple(f.shape[1:])), width), share
 
 
-def norm_overlay(trace, name: str, base: Image.Image) -> Image.Image:
-    """Per-cell L2 norm of a grid stage over a picture of the photo."""
-    return grid_overlay(trace, trace[name][0].norm(dim=0), base)
-
-
-def upsample_note(trace) -> str:
-    """Why Res5 is h x w: the strides of the stem and the four stages round up."""
-    D = dims(trace)
-    return (f"{D.H} x {D.W} / {D.stride} rounded up = {D.h} x {D.w}" if D.H % D.stride or D.W % D.stride
-            else f"{D.H} x {D.W} / {D.stride} = {D.h} x {D.w}")
-
-
 __all__ = ["input_info", "denormalized", "denormalize_check", "normalized_channels", "level_names",
            "level_label", "level_stride", "levels", "most_active", "channels_grid", "channel_picture",
-           "input_proj_info", "input_proj_check", "pca_picture", "norm_overlay",
-           "upsample_note"]
+           "input_proj_info", "input_proj_check", "pca_picture"]

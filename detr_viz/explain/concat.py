@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..viz import DIVERGING, SEQUENTIAL, colorize, load_font, grid, to_numpy
+from ..viz import DIVERGING, SEQUENTIAL, grid, heatmap, load_font, size_at_width, to_numpy
 from . import display_image, grid_overlay
 
 FEATURE_EDGE = (0, 114, 178)      # Okabe-Ito blue: the d feature channels
@@ -122,28 +122,21 @@ def feature_channels(stack: ConcatStack, n: int = 8, how: str = "variance") -> l
     return sorted(np.argsort(-var)[:n].tolist())
 
 
-def _tile_size(grid_hw, tile: int) -> tuple[int, int]:
-    h, w = grid_hw
-    return tile, max(1, round(tile * h / w))
-
-
 def feature_grid(stack: ConcatStack, channels, tile: int = 220, ncols: int = 4) -> Image.Image:
     """Chosen feature channels (signed: diverging colours, each on its own symmetric scale)."""
-    size = _tile_size(stack.grid, tile)
-    tiles = [Image.fromarray(colorize(stack.features[c], DIVERGING, symmetric=True)).resize(size, Image.NEAREST)
-             for c in channels]
+    size = size_at_width(stack.grid, tile)
+    tiles = [heatmap(stack.features[c], size, DIVERGING, symmetric=True) for c in channels]
     return grid(tiles, ncols, labels=[f"ch {c}" for c in channels], label_height=22)
 
 
 def attention_grid(stack: ConcatStack, tile: int = 220, ncols: int = 4) -> Image.Image:
     """The M attention channels on ONE shared scale (0 .. the largest value of the M maps), so the
     heads that carry most of the query's attention stand out."""
-    size = _tile_size(stack.grid, tile)
+    size = size_at_width(stack.grid, tile)
     vmax = float(stack.attention.max()) or 1.0
     share = stack.head_share()
-    tiles = [Image.fromarray(colorize(stack.attention[m], SEQUENTIAL, vmin=0.0, vmax=vmax)).resize(size, Image.NEAREST)
-             for m in range(stack.M)]
-    labels = [f"ch {stack.d + m} = head {m} ({100 * share[m]:.0f} %)" for m in range(stack.M)]
+    tiles = [heatmap(stack.attention[m], size, SEQUENTIAL, vmin=0.0, vmax=vmax) for m in range(stack.M)]
+    labels = [f"ch {stack.d + m} = head {m + 1} ({100 * share[m]:.0f} %)" for m in range(stack.M)]
     return grid(tiles, ncols, labels=labels, label_height=22)
 
 
@@ -156,7 +149,7 @@ def attention_overlay(trace, stack: ConcatStack, width: int = 640) -> Image.Imag
 def stack_picture(stack: ConcatStack, channels, tile: int = 300, step: tuple[int, int] = (20, 13)) -> Image.Image:
     """The stack as a deck of sheets: a few of the d feature sheets (blue edges), a gap for the rest,
     then the M attention sheets (orange edges) in front, with the channel ranges written beside."""
-    sw, sh = _tile_size(stack.grid, tile)
+    sw, sh = size_at_width(stack.grid, tile)
     dx, dy = step
     sheets = [("f", c) for c in channels]
     n_back = len(sheets) + 2 + stack.M                       # 2 sheet-widths of gap for "..."
@@ -182,14 +175,14 @@ def stack_picture(stack: ConcatStack, channels, tile: int = 300, step: tuple[int
             pos += 2
         x0, y0 = 10 + pos * dx, margin_top + pos * dy
         if kind == "f":
-            rgb = colorize(stack.features[c], DIVERGING, vmin=-fmax, vmax=fmax)
+            sheet = heatmap(stack.features[c], (sw, sh), DIVERGING, vmin=-fmax, vmax=fmax)
             edge = FEATURE_EDGE
         else:
-            rgb = colorize(stack.attention[c], SEQUENTIAL, vmin=0.0, vmax=amax)
+            sheet = heatmap(stack.attention[c], (sw, sh), SEQUENTIAL, vmin=0.0, vmax=amax)
             edge = ATTENTION_EDGE
             if first_attention_xy is None:
                 first_attention_xy = (x0, y0)
-        out.paste(Image.fromarray(rgb).resize((sw, sh), Image.NEAREST), (x0, y0))
+        out.paste(sheet, (x0, y0))
         draw.rectangle((x0, y0, x0 + sw - 1, y0 + sh - 1), outline=edge, width=3)
         pos += 1
     last_xy = (x0, y0)
@@ -201,7 +194,7 @@ def stack_picture(stack: ConcatStack, channels, tile: int = 300, step: tuple[int
     ay = last_xy[1] - 20
     draw.text((tx, ay), f"channels {stack.d} – {stack.channels - 1}", fill=ATTENTION_EDGE, font=font)
     draw.text((tx, ay + 26), f"the {stack.M} box-attention maps", fill=(40, 40, 40), font=small)
-    draw.text((tx, ay + 46), f"of query {stack.query} only (front: head {stack.M - 1})", fill=(40, 40, 40), font=small)
+    draw.text((tx, ay + 46), f"of query {stack.query} only (front: head {stack.M})", fill=(40, 40, 40), font=small)
     draw.text((10, H - 30),
               f"each sheet: {stack.grid[0]} × {stack.grid[1]} = the res5 grid (1/{stack.stride} of the input)",
               fill=(60, 60, 60), font=small)

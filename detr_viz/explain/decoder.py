@@ -20,6 +20,26 @@ from . import DISPLAY_WIDTH, dims, display_image, grid_overlay, tile_width
 LINE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
 
 
+def class_probs(trace) -> torch.Tensor:
+    """(N, C+1) softmax of the final class logits (the last column is "no object"), computed once
+    per trace: every page that names or ranks queries reads it from here."""
+    probs = trace.__dict__.get("_class_probs")
+    if probs is None:
+        probs = trace.__dict__["_class_probs"] = trace["pred_logits"][0].softmax(-1)
+    return probs
+
+
+def query_class(trace, q: int) -> tuple[int, float]:
+    """(label, probability) of query q's most likely class (possibly "no object")."""
+    score, label = class_probs(trace)[int(q)].max(-1)
+    return int(label), float(score)
+
+
+def real_class_ranking(trace) -> list[int]:
+    """All queries, most sure of a real class first (no object left out of the probability)."""
+    return torch.argsort(class_probs(trace)[:, :-1].max(-1).values, descending=True, stable=True).tolist()
+
+
 def kind_of(trace, label: int) -> str:
     """'thing', 'stuff' or 'no object' for a class index."""
     if label == trace.categories.no_object:
@@ -30,7 +50,7 @@ def kind_of(trace, label: int) -> str:
 def query_rows(trace, panoptic) -> list[dict]:
     """One row per query (all N): its class, score, kind, whether the merge keeps it, its box."""
     D = dims(trace)
-    probs = trace["pred_logits"][0].softmax(-1)             # (N, C+1)
+    probs = class_probs(trace)                              # (N, C+1)
     scores, labels = probs.max(-1)                          # (N,), (N,)
     best_p, best = probs[:, :-1].max(-1)                    # the best real class, even under no object
     xyxy = boxes_to_xyxy(trace["pred_boxes"][0], (D.H0, D.W0))   # (N, 4) photo pixels

@@ -33,11 +33,6 @@ def memory_check(trace) -> dict:
             "last_layer": f"encoder.layer{D.enc_layers - 1}"}
 
 
-def layer_names(trace) -> list[str]:
-    """The encoder layers' output stages (encoder.layer0 ..), from the stage list."""
-    return [f"encoder.layer{i}" for i in range(dims(trace).enc_layers) if f"encoder.layer{i}" in trace]
-
-
 # ---- the sine position encoding ----------------------------------------------------------------
 def position_channels(trace) -> list[tuple[str, int]]:
     """A few channels of the position encoding worth showing: for y and for x, the fastest sine

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..postprocess import SMALL_AREA, instance_color
-from ..viz import DIVERGING, SEQUENTIAL, colorize, load_font
+from ..viz import SEQUENTIAL, edge_mask, fit_width, heatmap, load_font, panoptic_overlay, size_at_width
 
 NO_OWNER = (40, 40, 40)         # colour of pixels no kept query owns (only when nothing is kept)
 
@@ -81,13 +81,6 @@ def softmax(x: np.ndarray, axis: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # which queries, which colours
 # ---------------------------------------------------------------------------------------------
-def mask_rows(trace, queries) -> torch.Tensor:
-    """(K, h4, w4) mask logits of `queries` (they must be traced: the merge traces every kept one)."""
-    pm = trace["pred_masks"][0]                                               # (K_traced, h4, w4)
-    rows = [trace.mask_queries.index(int(q)) for q in queries]
-    return pm[rows] if rows else pm[:0]
-
-
 def survivors(result) -> list[int]:
     """Queries that own a segment in the final map, in segment-id order."""
     return [int(s["query"]) for s in result.segments]
@@ -170,26 +163,21 @@ def owner_picture(owner: np.ndarray, colors: dict, width: int, image: Image.Imag
                   alpha: float = 0.35, outlines: bool = True) -> Image.Image:
     """A winner map (query index per pixel) at display `width`, optionally over the photo, with
     white lines where the owner changes (so two queries of one class stay distinguishable)."""
-    h, w = owner.shape
-    size = (width, max(1, round(h * width / w)))
+    size = size_at_width(owner.shape, width)
     small = np.asarray(Image.fromarray(owner.astype(np.int32)).resize(size, Image.NEAREST))   # (H_d, W_d)
     rgb = owner_rgb(small, colors).astype(np.float32)
     if image is not None:
         photo = np.asarray(_at_size(image, size), dtype=np.float32)
         rgb = (1 - alpha) * rgb + alpha * photo
     if outlines:
-        edge = np.zeros(small.shape, bool)
-        edge[:-1] |= small[:-1] != small[1:]
-        edge[:, :-1] |= small[:, :-1] != small[:, 1:]
-        rgb[edge] = 255
+        rgb[edge_mask(small)] = 255
     return Image.fromarray(rgb.clip(0, 255).astype(np.uint8))
 
 
 def changed_picture(before: np.ndarray, after: np.ndarray, colors: dict, width: int,
                     image: Image.Image | None = None) -> Image.Image:
     """Pixels whose owner changed between two winner maps, in the new owner's colour; the rest grey."""
-    h, w = before.shape
-    size = (width, max(1, round(h * width / w)))
+    size = size_at_width(before.shape, width)
     b = np.asarray(Image.fromarray(before.astype(np.int32)).resize(size, Image.NEAREST))
     a = np.asarray(Image.fromarray(after.astype(np.int32)).resize(size, Image.NEAREST))
     if image is not None:
@@ -238,7 +226,7 @@ class QuarterMap:
 
 def quarter_map(trace, result) -> QuarterMap:
     qs = survivors(result)
-    masks = mask_rows(trace, qs)                                              # (S, h4, w4)
+    masks = trace.mask_logits(qs)                                              # (S, h4, w4)
     h4, w4 = trace.shape("pred_masks")[-2:]
     if not qs:
         return QuarterMap(np.full((h4, w4), -1, np.int32), 1.0, (h4, w4))
@@ -251,7 +239,7 @@ def quarter_map(trace, result) -> QuarterMap:
 def confidence_map(trace, result) -> np.ndarray:
     """(h4, w4) highest softmax probability over the kept queries' mask logits, per mask cell
     (how clear-cut the first-pass argmax is; computed at the mask grid for speed)."""
-    masks = mask_rows(trace, result.kept)                                     # (K, h4, w4)
+    masks = trace.mask_logits(result.kept)                                     # (K, h4, w4)
     if masks.shape[0] == 0:
         return np.zeros(trace.shape("pred_masks")[-2:], np.float32)
     return masks.softmax(0).max(0).values.numpy()
@@ -286,7 +274,7 @@ def pixel_report(trace, result, x: int, y: int, categories=None) -> PixelReport:
         return PixelReport((x, y), (px, py), [], -1, -1, -1, None,
                            [f"No query has a class score above {result.threshold:.2f}, so no mask is used "
                             "and the map is empty. Lower the threshold."])
-    logits = bilinear_at(mask_rows(trace, kept), (h, w), [py], [px])[:, 0]    # (K,)
+    logits = bilinear_at(trace.mask_logits(kept), (h, w), [py], [px])[:, 0]    # (K,)
     p_all = softmax(logits)
     alive = survivors(result)
     alive_idx = [kept.index(q) for q in alive]
@@ -368,15 +356,7 @@ def pixel_report(trace, result, x: int, y: int, categories=None) -> PixelReport:
 # small pictures
 # ---------------------------------------------------------------------------------------------
 def confidence_picture(conf: np.ndarray, width: int) -> Image.Image:
-    h, w = conf.shape
-    rgb = colorize(conf, SEQUENTIAL, vmin=0.0, vmax=1.0)
-    return Image.fromarray(rgb).resize((width, max(1, round(h * width / w))), Image.NEAREST)
-
-
-def logit_picture(logits: np.ndarray, width: int) -> Image.Image:
-    h, w = logits.shape
-    rgb = colorize(logits, DIVERGING, symmetric=True)
-    return Image.fromarray(rgb).resize((width, max(1, round(h * width / w))), Image.NEAREST)
+    return heatmap(conf, size_at_width(conf.shape, width), SEQUENTIAL, vmin=0.0, vmax=1.0)
 
 
 def legend_picture(items, width: int = 720, swatch: int = 22, font_size: int = 17) -> Image.Image:
@@ -452,7 +432,6 @@ def pixel_charts(report: PixelReport, colors: dict):
 def display_overlay(image: Image.Image, result, max_width: int = 1440) -> Image.Image:
     """The panoptic map over the photo at most `max_width` px wide (a phone photo at full size would
     cost tens of MB a threshold); map clicks back with `display_to_photo`."""
-    from ..viz import fit_width, panoptic_overlay
     photo = image if image.width <= max_width else fit_width(image, max_width)
     return panoptic_overlay(photo, result)
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import re
-import threading
 
 import numpy as np
 from PIL import Image
 
+from ..images import denormalize
 from ..stages import stage
 from ..trace import DERIVED
-from ..viz import DIVERGING, SEQUENTIAL, colorize, fit_width, grid, panoptic_overlay, to_numpy
+from ..viz import DIVERGING, SEQUENTIAL, fit_width, grid, heatmap, panoptic_overlay, size_at_width, to_numpy
 
 SUMMARY_COLUMNS = ["stage", "step", "shape", "dtype", "min", "max", "mean", "description"]
 
@@ -53,30 +53,23 @@ def _matrix(values: np.ndarray, width: int, signed: bool) -> Image.Image:
     at least 16 px a row for short ones, at most 800 px high)."""
     v = values if values.ndim == 2 else values.reshape(1, -1)
     rows, cols = v.shape
-    rgb = colorize(v, DIVERGING if signed else SEQUENTIAL, symmetric=signed)
     W = width if cols >= 40 else max(40 * cols, 160)
     H = int(np.clip(round(W * rows / cols), min(16 * rows, 400), 800))
-    return Image.fromarray(rgb).resize((W, H), Image.NEAREST if cols <= W and rows <= H else Image.BILINEAR)
+    return heatmap(v, (W, H), DIVERGING if signed else SEQUENTIAL, smooth=not (cols <= W and rows <= H),
+                   symmetric=signed)
 
 
-def _channels(x: np.ndarray, n: int, tile: int, label: str = "ch") -> Image.Image:
-    """Up to n channels of (C, H, W), each on its own scale (diverging if it has both signs)."""
+def _channels(x: np.ndarray, n: int, tile: int, label: str = "ch", first: int = 0) -> Image.Image:
+    """Up to n channels of (C, H, W), each on its own scale (diverging if it has both signs),
+    labelled `label` `first`, `first` + 1, ... (first=1 for heads, numbered 1..M in the app)."""
     C, H, W = x.shape
-    tile = tile if C > 1 else 3 * tile
-    size = (tile, max(1, round(tile * H / W)))
+    size = size_at_width((H, W), tile if C > 1 else 3 * tile)
     tiles, labels = [], []
     for c in range(min(n, C)):
         signed = x[c].min() < 0 < x[c].max()
-        tiles.append(Image.fromarray(colorize(x[c], DIVERGING if signed else SEQUENTIAL, symmetric=signed))
-                     .resize(size, Image.NEAREST if W <= tile else Image.BILINEAR))
-        labels.append(f"{label} {c}")
+        tiles.append(heatmap(x[c], size, DIVERGING if signed else SEQUENTIAL, smooth=W > size[0], symmetric=signed))
+        labels.append(f"{label} {c + first}")
     return grid(tiles, min(4, len(tiles)), labels=labels, label_height=20)
-
-
-def _denormalise(x: np.ndarray) -> np.ndarray:
-    mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
-    std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
-    return ((x * std + mean).clip(0, 1).transpose(1, 2, 0) * 255).astype(np.uint8)
 
 
 def stage_preview(trace, name: str, q: int | None = None, n: int = 8, tile: int = 200,
@@ -91,9 +84,9 @@ def stage_preview(trace, name: str, q: int | None = None, n: int = 8, tile: int 
         if x.ndim == 2:
             x = x[None]
         return _channels(x, n, tile), f"{name}, query {q}: first {min(n, x.shape[0])} of {x.shape[0]} channels"
-    x = to_numpy(trace[name])
     if name == "input":
-        return fit_width(Image.fromarray(_denormalise(x[0])), width), "input, un-normalised back to RGB"
+        return fit_width(Image.fromarray(denormalize(trace[name])), width), "input, un-normalised back to RGB"
+    x = to_numpy(trace[name])
     if name in ("input.mask", "backbone.mask"):
         return _matrix(x[0], width, False), f"{name}: 1 = padding (a single image has none)"
     if name.endswith(".self_attn") or name.endswith(".cross_attn"):
@@ -105,11 +98,12 @@ def stage_preview(trace, name: str, q: int | None = None, n: int = 8, tile: int 
         else:
             hint = "rows and columns: queries"
         tiles = [_matrix(hd, tile, False) for hd in heads]
-        return grid(tiles, 4, labels=[f"head {m}" for m in range(len(tiles))], label_height=20), \
+        return grid(tiles, 4, labels=[f"head {m + 1}" for m in range(len(tiles))], label_height=20), \
             f"{name}: {heads.shape[0]} heads, each {heads.shape[1]} × {heads.shape[2]} ({hint})"
     if name == "bbox_attention":
         q = int(trace.panoptic.kept[0]) if q is None and len(trace.panoptic.kept) else (q or 0)
-        return _channels(x[0, q], n, tile, "head"), f"bbox_attention of query {q}: its M maps over the {h}×{w} grid"
+        return _channels(x[0, q], n, tile, "head", first=1), \
+            f"bbox_attention of query {q}: its M maps (heads 1..M) over the {h}×{w} grid"
     if re.fullmatch(r"encoder\.layer\d+", name):                             # (hw, B, d)
         x = x[:, 0].T.reshape(-1, h, w)                                      # (d, h, w)
         return _channels(x, n, tile), f"{name} as d maps over the {h}×{w} grid: first {n} channels"
@@ -178,22 +172,3 @@ def trace_megabytes(trace) -> float:
         item = 1 if (n in trace.tensors and trace.tensors[n].dtype.itemsize == 1) else 4
         total += int(np.prod(shape)) * item
     return total / 1e6
-
-
-_BOUNDED_LOCK = threading.Lock()
-
-
-def bounded(store: dict, key, fn, keep: int = 24):
-    """Cache fn() in `store` (a dict kept per trace, e.g. from the app's per-trace memo) under `key`,
-    remembering only the `keep` most recently used keys, so that clicking through queries or
-    thresholds does not pile up pictures on a shared server."""
-    with _BOUNDED_LOCK:
-        if key in store:
-            store[key] = store.pop(key)                     # most recent last
-            return store[key]
-    value = fn()                                            # outside the lock: may take a while
-    with _BOUNDED_LOCK:
-        store[key] = value
-        while len(store) > keep:
-            store.pop(next(iter(store)))
-    return value

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ..viz import DIVERGING, SEQUENTIAL, colorize, load_font, to_numpy
+from ..viz import DIVERGING, SEQUENTIAL, fit_width, heatmap, load_font, size_at_width, to_numpy
 
 RES_OF_ADAPTER = {1: "Res4", 2: "Res3", 3: "Res2"}
 
@@ -179,16 +179,11 @@ def fpn_level(trace, q: int, k: int, view="pc1") -> FPNLevel:
                     from_hw=tuple(trace.shape(f"mask_head.relu{k + 1}")[-2:]), channels=int(total.shape[0]))
 
 
-def _tile(values: np.ndarray, size, cmap, **kw) -> Image.Image:
-    return Image.fromarray(colorize(values, cmap, **kw)).resize(size, Image.NEAREST)
-
-
 def fpn_picture(level: FPNLevel, tile: int = 300) -> Image.Image:
     """up  +  skip  =  sum, on ONE symmetric diverging scale (so the sum can be read off)."""
-    H, W = level.total.shape
-    size = (tile, max(1, round(tile * H / W)))
+    size = size_at_width(level.total.shape, tile)
     a = max(float(np.abs(np.stack([level.up, level.skip, level.total])).max()), 1e-12)
-    tiles = [_tile(v, size, DIVERGING, vmin=-a, vmax=a) for v in (level.up, level.skip, level.total)]
+    tiles = [heatmap(v, size, DIVERGING, vmin=-a, vmax=a) for v in (level.up, level.skip, level.total)]
     labels = [f"up{level.k}: query {level.query}, upsampled", f"adapter{level.k}({level.backbone}): every query",
               f"fpn{level.k}: the sum"]
     gap, top = 44, 30
@@ -244,8 +239,7 @@ def sharpening(trace, q: int, d: int | None = None) -> list[SharpStage]:
 
 def sharpening_picture(stages: list[SharpStage], tile: int = 320, ncols: int = 3) -> Image.Image:
     """All stages at the same display size (nearest: each stage's cells stay visible), `ncols` a row."""
-    H, W = stages[-1].hw
-    size = (tile, max(1, round(tile * H / W)))
+    size = size_at_width(stages[-1].hw, tile)
     top, bottom, pad = 26, 48, 12
     nrows = int(np.ceil(len(stages) / ncols))
     out = Image.new("RGB", (ncols * (size[0] + pad) + pad, nrows * (size[1] + top + bottom)), (255, 255, 255))
@@ -255,9 +249,9 @@ def sharpening_picture(stages: list[SharpStage], tile: int = 320, ncols: int = 3
         r, c = divmod(i, ncols)
         x, y = pad + c * (size[0] + pad), r * (size[1] + top + bottom) + 4
         if s.kind == "attention":
-            t = _tile(s.values, size, SEQUENTIAL, vmin=0.0)
+            t = heatmap(s.values, size, SEQUENTIAL, vmin=0.0)
         else:
-            t = _tile(s.values, size, DIVERGING, symmetric=True)
+            t = heatmap(s.values, size, DIVERGING, symmetric=True)
         draw.text((x, y), f"{i + 1}. {s.resolution}: {s.hw[0]}×{s.hw[1]}, {s.channels} ch", fill=(20, 20, 20),
                   font=font)
         out.paste(t, (x, y + top - 4))
@@ -269,21 +263,18 @@ def sharpening_picture(stages: list[SharpStage], tile: int = 320, ncols: int = 3
 
 
 def logits_picture(logits: np.ndarray, width: int = 480) -> Image.Image:
-    h, w = logits.shape
-    return _tile(logits, (width, max(1, round(width * h / w))), DIVERGING, symmetric=True)
+    return heatmap(logits, size_at_width(logits.shape, width), DIVERGING, symmetric=True)
 
 
 def sigmoid_picture(logits: np.ndarray, width: int = 480) -> Image.Image:
-    h, w = logits.shape
-    return _tile(sigmoid(logits), (width, max(1, round(width * h / w))), SEQUENTIAL, vmin=0.0, vmax=1.0)
+    return heatmap(sigmoid(logits), size_at_width(logits.shape, width), SEQUENTIAL, vmin=0.0, vmax=1.0)
 
 
 def mask_overlay(logits: np.ndarray, image: Image.Image, width: int = 480, alpha: float = 0.6) -> Image.Image:
     """sigmoid(logits) over the photo. The mask grid covers the (un-padded) network input, which is
     the photo resized, so it is stretched to the photo as the merge does."""
-    photo = image.convert("RGB")
-    photo = photo.resize((width, max(1, round(photo.height * width / photo.width))), Image.BILINEAR)
-    heat = _tile(sigmoid(logits), photo.size, SEQUENTIAL, vmin=0.0, vmax=1.0)
+    photo = fit_width(image.convert("RGB"), width)
+    heat = heatmap(sigmoid(logits), photo.size, SEQUENTIAL, vmin=0.0, vmax=1.0)
     return Image.blend(photo, heat, alpha)
 
 
