@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from ui import page as ui_page
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "tests" / "artifacts" / "screenshots"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGES = ["Backbone", "Encoder", "Decoder", "Box attention", "Concat Res5", "Upsampling", "Merge", "All tensors"]
+# The sidebar menu's labels ("1 · Backbone", ..., "All tensors"), as ui.page defines them.
+PAGES = [label for key, (_, label) in ui_page.PAGES.items() if key]
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")]
@@ -107,7 +109,8 @@ def main_text(page) -> str:
 
 
 def goto_page(page, label: str) -> None:
-    link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=label).first
+    # the app's own sidebar menu (ui.page.menu): st.page_link entries
+    link = page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]').filter(has_text=label).first
     link.click()
     wait_idle(page)
 
@@ -119,17 +122,22 @@ def test_walk_every_page_and_click_pixels(browser_page, server):
     assert_no_error(page, "home")
     assert "coffee.png" in main_text(page) or "coffee.png" in page.locator('[data-testid="stSidebar"]').inner_text()
     shot(page, "0_home")
+    menu = page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]')
+    labels = [t.strip().splitlines()[-1].strip() for t in menu.all_inner_texts()]     # after the icon's name
+    assert [x for x in labels if x in {label for _, label in ui_page.PAGES.values()}] == \
+        [label for _, label in ui_page.PAGES.values()], labels          # Home, 1..7, All tensors, in order
+    assert page.locator('[data-testid="stSidebarNavLink"]').count() == 0   # Streamlit's own list ("app") is off
     for i, label in enumerate(PAGES, start=1):
         goto_page(page, label)
         assert_no_error(page, label)
         text = main_text(page)
         if i <= 7:
             assert f"Step {i} of 7" in text, f"{label}: no step header"
-        if label in ("Encoder", "Merge"):
+        if i in (2, 7):                                   # Encoder and Merge: click a pixel
             before = text
             click_image(page, (0.3, 0.6))
             wait_idle(page)
             assert_no_error(page, f"{label} after click")
             assert main_text(page) != before, f"{label}: the click changed nothing"
-        shot(page, f"{i}_{label.replace(' ', '_').lower()}")
+        shot(page, f"{i}_{ui_page.url_of(ui_page.PAGES[i][0]).strip('/').lower()}")
     assert len(list(SHOTS.glob("*.png"))) >= 9

@@ -55,6 +55,21 @@ def configure(step: int | None, title: str | None = None) -> None:
     """st.set_page_config with the page's name (the first Streamlit call of a page)."""
     name = title or (STEPS[step - 1].title if step and step <= 7 else PAGES.get(step or 0, ("", "detr-viz"))[1])
     st.set_page_config(page_title=f"detr-viz · {name}", page_icon=":material/search:", layout="wide")
+    menu()
+
+
+# Icons of the sidebar menu (Material Symbols), one per entry of PAGES.
+MENU_ICONS = {0: ":material/home:", 8: ":material/table_view:"}
+
+
+def menu() -> None:
+    """The sidebar menu: Home, the seven numbered steps, All tensors. It replaces Streamlit's own
+    page list (client.showSidebarNavigation = false), which would call the home page "app" and
+    drop the step numbers. Drawn first, so it is there even when the rest of a page fails."""
+    with st.sidebar:
+        for key, (path, label) in PAGES.items():
+            link(path, label, icon=MENU_ICONS.get(key, f":material/counter_{key}:"))
+        st.divider()
 
 
 def choice() -> None:
