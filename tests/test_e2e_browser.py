@@ -141,3 +141,41 @@ def test_walk_every_page_and_click_pixels(browser_page, server):
             assert main_text(page) != before, f"{label}: the click changed nothing"
         shot(page, f"{i}_{ui_page.url_of(ui_page.PAGES[i][0]).strip('/').lower()}")
     assert len(list(SHOTS.glob("*.png"))) >= 9
+
+
+def test_uploads_in_the_browser_bad_file_then_grayscale(browser_page, server, tmp_path):
+    """A text file named .jpg gives a clear message and the previous image stays; a grayscale PNG
+    then replaces it."""
+    page = browser_page
+    page.goto(server + "/?image=photo:coffee.png")
+    wait_idle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert "coffee.png" in sidebar.inner_text()
+    bad = tmp_path / "holiday.jpg"
+    bad.write_text("this is a text file, not a photo")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    page.locator('[data-testid="stAlertContentError"]').first.wait_for(timeout=60_000)
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    message = page.locator('[data-testid="stAlertContentError"]').first.inner_text()
+    assert "holiday.jpg" in message and "not an image" in message, message
+    assert "coffee.png" in sidebar.inner_text()                     # the previous image stays
+    shot(page, "upload_bad_file")
+
+    from PIL import Image
+    gray = tmp_path / "gradient.png"
+    Image.linear_gradient("L").resize((96, 64)).save(gray)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(gray))
+    page.wait_for_function("document.querySelector('[data-testid=\"stSidebar\"]').innerText.includes('gradient.png')",
+                           timeout=120_000)
+    wait_idle(page)
+    assert_no_error(page, "after a grayscale upload")
+
+
+def test_deep_link_to_a_page_on_a_fresh_session(browser_page, server):
+    page = browser_page
+    page.context.clear_cookies()
+    page.goto(server + "/Merge")
+    wait_idle(page)
+    assert_no_error(page, "deep link to Merge")
+    assert "Step 7 of 7" in main_text(page)
