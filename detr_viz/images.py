@@ -1,7 +1,9 @@
 """Reading user images safely, and DETR's official preprocessing.
 
 `load_image(src)` accepts a path, raw bytes, a binary file object (e.g. Streamlit's
-UploadedFile, read from its start) or a PIL image, and always returns an RGB PIL image:
+UploadedFile, read from its start), a PIL image or a numpy array (H x W gray, H x W x 3 RGB or
+H x W x 4 RGBA; uint8 0..255 or float 0..1, as from matplotlib or skimage), and always returns
+an RGB PIL image:
 
 * EXIF orientation is applied (a phone photo taken upright shows upright);
 * every colour mode becomes RGB: transparency is composited over WHITE, 16-bit images are
@@ -52,8 +54,11 @@ class ImageError(ValueError):
 
 # ---- loading ----------------------------------------------------------------------------------
 def load_image(src) -> Image.Image:
-    """Read `src` (path, bytes, binary file object or PIL image) as an RGB PIL image."""
-    data = src if isinstance(src, Image.Image) else _read_bytes(src)
+    """Read `src` (path, bytes, binary file object, PIL image or numpy array) as an RGB PIL image."""
+    if isinstance(src, np.ndarray):
+        data = _from_array(src)
+    else:
+        data = src if isinstance(src, Image.Image) else _read_bytes(src)
     # PIL's warnings are silenced except the bomb warning, which becomes an error we convert.
     # (catch_warnings is process-wide; the worst a concurrent thread can see is a lost warning.)
     with warnings.catch_warnings():
@@ -81,6 +86,23 @@ def _unreadable(e: Exception) -> ImageError:
         return ImageError("The image file is incomplete (truncated): it may not have finished "
                           "uploading or downloading. Please upload it again or use another image.")
     return ImageError(f"This file is not an image we can read ({text}). Please upload a {FORMATS}.")
+
+
+def _from_array(a: np.ndarray) -> Image.Image:
+    """A numpy picture as a PIL image: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); uint8 as is,
+    bool as black/white, other numbers as floats 0..1 (clipped)."""
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))) or 0 in a.shape:
+        raise ImageError(f"An array of shape {tuple(a.shape)} is not a picture: give H x W, H x W x 3 "
+                         "or H x W x 4 values.")
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+            raise ImageError(f"An array of {a.dtype} values is not a picture: give uint8 0..255 or floats 0..1.")
+        a = (np.nan_to_num(np.clip(a.astype(np.float64), 0.0, 1.0)) * 255 + 0.5).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(a))
 
 
 def _read_bytes(src) -> bytes:

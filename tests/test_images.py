@@ -257,3 +257,15 @@ def test_preprocess_caps_long_side_and_converts_mode():
     pre = preprocess(Image.new("L", (400, 100), 128))
     assert pre.processed_size == resized_size(400, 100) == (333, 1332)
     assert pre.tensor.shape == (1, 3, 333, 1332)
+
+
+def test_load_image_from_numpy_arrays():
+    rgb = np.random.default_rng(1).integers(0, 256, (20, 30, 3), np.uint8)
+    assert np.array_equal(np.asarray(load_image(rgb)), rgb)
+    gray = load_image(np.full((20, 30), 0.5))                        # floats 0..1
+    assert gray.mode == "RGB" and gray.size == (30, 20) and gray.getpixel((0, 0)) == (128, 128, 128)
+    rgba = np.zeros((4, 4, 4), np.uint8)                             # fully transparent: white
+    assert load_image(rgba).getpixel((0, 0)) == (255, 255, 255)
+    for bad in (np.zeros((4, 4, 2)), np.zeros((0, 4, 3), np.uint8), np.array([["x"]])):
+        with pytest.raises(ImageError, match="not a picture"):
+            load_image(bad)
