@@ -199,7 +199,8 @@ def _alternatives(dest: Path | None, offline_model: bool = True) -> str:
     toy = ", or choose the offline 'toyworld' model, which ships with the app" if offline_model else ""
     lines.append(
         f"Alternatives: set the environment variable {ENV_VAR}=/path/to/checkpoint.pth (a file, or "
-        f"a folder holding it), start the app with --checkpoint /path/to/checkpoint.pth{toy}.")
+        f"a folder holding it), pass --checkpoint /path/to/checkpoint.pth (python -m detr_viz ... "
+        f"--checkpoint, or streamlit run app.py -- --checkpoint){toy}.")
     return "\n".join(lines)
 
 

@@ -143,3 +143,24 @@ def test_a_failing_sample_or_choice_gives_a_message_and_keeps_the_image(monkeypa
     assert not at.exception
     assert any("could not be set up (RuntimeError: broken choice)" in e.value for e in at.error)
     assert at.session_state[state.K_IMAGE_NAME] == "nagasaki_boats.jpg"
+
+
+def test_app_started_with_a_checkpoint_uses_it(monkeypatch, tmp_path):
+    """`streamlit run app.py -- --checkpoint PATH`: the file is the default model."""
+    import torch
+    from detr_viz.testing import TINY, tiny_model
+    ckpt = tmp_path / "my-model.pth"
+    torch.save({"model": tiny_model().state_dict(), "config": TINY.to_dict()}, ckpt)
+    assert state.cli_checkpoint(["--checkpoint", str(ckpt)]) == str(ckpt)
+    assert state.cli_checkpoint([f"--checkpoint={ckpt}"]) == str(ckpt)
+    assert state.cli_checkpoint(["--other"]) is None
+    monkeypatch.delenv(state.APP_MODEL_ENV)
+    monkeypatch.setattr("sys.argv", ["app.py", "--checkpoint", str(ckpt)])
+    at = app().run()
+    assert_clean(at)
+    assert at.session_state[state.K_MODEL] == f"local:{ckpt}"
+    monkeypatch.setattr("sys.argv", ["app.py", "--checkpoint", str(tmp_path / "missing.pth")])
+    at = app().run()
+    assert not at.exception
+    assert not at.session_state[state.K_MODEL].startswith("local:")
+    assert any("no such file" in n for n in at.session_state[state.K_NOTES])

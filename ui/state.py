@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -68,11 +69,36 @@ def weights_on_disk(key: str) -> bool:
         return False
 
 
+def cli_checkpoint(argv=None) -> str | None:
+    """The path given as `streamlit run app.py -- --checkpoint PATH` (or --checkpoint=PATH)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    for i, a in enumerate(args):
+        if a == "--checkpoint" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--checkpoint="):
+            return a.split("=", 1)[1]
+    return None
+
+
 def default_model_key() -> tuple[str, str | None]:
-    """(key, note): an official model if its weights are here, else the offline toy-world model."""
+    """(key, note): the --checkpoint file if the app was started with one, else an official model
+    if its weights are here, else the offline toy-world model."""
     forced = os.environ.get(APP_MODEL_ENV)
     if forced:
         return forced, None
+    path = cli_checkpoint()
+    if path:
+        p = os.path.abspath(os.path.expanduser(path))
+        if os.path.isfile(p):
+            local_checkpoints().add(p)
+            return f"local:{p}", None
+        key, note = _default_without_checkpoint()
+        return key, (f"The app was started with --checkpoint {path}, but there is no such file; using "
+                     f"**{key}** instead. " + (note or ""))
+    return _default_without_checkpoint()
+
+
+def _default_without_checkpoint() -> tuple[str, str | None]:
     for key in official_keys():
         if weights_on_disk(key):
             return key, None
