@@ -113,8 +113,11 @@ class _Recorder:
     """Registers the hooks that fill `store`, `timings` and `modules`; removes them on exit."""
 
     def __init__(self, model, store: dict, timings: dict, modules: dict, *, store_encoder_attention: bool,
-                 only_prefix: str | None = None, progress=None):
+                 only_prefix: str | None = None, progress=None, padded: bool = False):
         self.model, self.store, self.timings, self.modules = model, store, timings, modules
+        # padded: the mask head runs one query beside a copy of itself (see _mask_head_rows); the
+        # copy is dropped from what is stored and from the module shapes.
+        self.padded = padded
         self.store_enc_attn = store_encoder_attention
         self.only_prefix = only_prefix
         self.progress = progress
@@ -172,6 +175,8 @@ class _Recorder:
 
     # -- hook factories -------------------------------------------------------------------
     def _put(self, name, tensor):
+        if self.padded and stage(name).per_query:
+            tensor = tensor[:1]                                        # (1, ...) without the copy
         self.store[name] = _cpu(tensor)
 
     def _store_hook(self, stage_name):
@@ -188,6 +193,8 @@ class _Recorder:
 
     def _shape_hook(self, name):
         def hook(m, a, out):
+            if self.padded and name.startswith("mask_head") and isinstance(out, torch.Tensor) and len(out) == 2:
+                out = out[:1]                                          # the query, not its copy
             shapes = _shapes(out)
             prev = self.modules.get(name)
             calls = (prev[2] + 1) if prev else 1
@@ -221,6 +228,16 @@ class _Recorder:
         hs, memory = out
         self._put("decoder.hs", hs)                                  # (L, B, N, d)
         self._put("memory", memory)                                  # (B, d, h, w)
+
+
+def _mask_head_rows(model, det, bbox, queries) -> torch.Tensor:
+    """model.mask_logits for `queries` (rows of bbox, (B, N, M, h, w)): (B, K, H/4, W/4).
+
+    One query alone takes another convolution kernel path than a batch (last-bit differences from
+    the full forward on CPU), so it runs beside a copy of itself and one is kept."""
+    rows = list(queries) * (2 if len(queries) == 1 else 1)
+    dev = next(model.parameters()).device
+    return model.mask_logits(det, bbox[:, rows].to(dev))[:, :len(queries)]
 
 
 def _shapes(out):
@@ -397,14 +414,13 @@ class Trace:
                 raise IndexError(f"queries {bad} out of range 0..{n - 1}")
             store = {}
             with torch.no_grad(), _Recorder(self.model, store, {}, {}, store_encoder_attention=False,
-                                            only_prefix="mask_head"):
+                                            only_prefix="mask_head", padded=len(new) == 1):
                 masks = self._run_mask_head(new)                        # (B, K', H/4, W/4)
             store["pred_masks"] = _cpu(masks)
             for name, t in store.items():
                 if not stage(name).per_query:
                     continue
                 dim = 1 if name == "pred_masks" else 0
-                t = t.narrow(dim, 0, len(new))                         # drop a padding copy (see _run_mask_head)
                 self.tensors[name] = torch.cat([self.tensors[name], t], dim=dim) if name in self.tensors else t
             self.mask_queries.extend(new)
 
@@ -416,11 +432,7 @@ class Trace:
                         mask=T["backbone.mask"], pos=T["position"], src_proj=T["input_proj"].to(dev),
                         memory=T["memory"], hs=T["decoder.hs"], class_logits=T["decoder.class_logits"],
                         boxes=T["decoder.boxes"])
-        # One query alone takes another convolution kernel path than a batch (last-bit differences
-        # from the full forward on CPU); run it beside a copy of itself and keep one.
-        rows = list(queries) * (2 if len(queries) == 1 else 1)
-        bbox = T["bbox_attention"][:, rows].to(dev)                    # (B, K, M, h, w)
-        return self.model.mask_logits(det, bbox)[:, :len(queries)]     # (B, K, H/4, W/4)
+        return _mask_head_rows(self.model, det, T["bbox_attention"], queries)
 
     def merge(self, threshold: float | None = None, target_size=None) -> PanopticResult:
         """The panoptic merge at another threshold.
@@ -521,13 +533,14 @@ def trace(model, image, threshold: float | None = None, queries=None, progress=N
     hw = math.ceil(x.shape[-2] / cfg.stride) * math.ceil(x.shape[-1] / cfg.stride)
     with torch.no_grad(), _model_lock(model), _Recorder(
             model, t.tensors, t.timings, t.modules_seen,
-            store_encoder_attention=hw <= ENCODER_ATTENTION_STORE_LIMIT, progress=progress):
+            store_encoder_attention=hw <= ENCODER_ATTENTION_STORE_LIMIT, progress=progress) as rec:
         det = model.detect(x)
         bbox = model.attention_maps(det)                                # (1, N, M, h, w) all queries
         wanted = list(dict.fromkeys(kept_queries(det.pred_logits, threshold) + extra))
         if not wanted:      # nothing kept: still trace the most confident query, so every stage has data
             wanted = [best_query(det.pred_logits)]
-        masks = model.mask_logits(det, bbox[:, wanted])                 # (1, K, H/4, W/4)
+        rec.padded = len(wanted) == 1
+        masks = _mask_head_rows(model, det, bbox, wanted)               # (1, K, H/4, W/4)
     t.tensors["pred_masks"] = _cpu(masks)
     t.tensors["decoder.class_probs"] = t.tensors["decoder.class_logits"].softmax(-1)
     t.mask_queries = wanted

@@ -111,6 +111,14 @@ def test_nothing_kept_still_traces_the_best_query(tiny):
     assert t.panoptic.segments == [] and t.panoptic.kept.size == 0
     assert len(t.mask_queries) == 1
     assert t["mask_head.out_lay"].shape[0] == 1
+    # one query alone is run beside a copy of itself: bit-exact with the full forward, and neither
+    # the stored stages nor the module table show the copy
+    with torch.no_grad():
+        full = tiny(t["input"])["pred_masks"][:, t.mask_queries]
+    assert torch.equal(t["pred_masks"], full)
+    shapes = dict((name, shape) for name, _, shape in t.modules)
+    assert shapes["mask_head.lay1"].startswith("1x") and shapes["mask_head"].startswith("1x1x")
+    assert shapes["mask_head.adapter1"].startswith("1x")
 
 
 def test_more_queries_on_request_match_the_full_forward(tiny):
