@@ -466,16 +466,22 @@ class Trace:
             arrays["panoptic.segments_json"] = np.asarray(self.panoptic.segments_json())
         np.savez_compressed(path, **arrays)
 
-    def summary(self) -> list[dict]:
-        """One row per stage: name, step, shape, dtype, min, max, mean, description."""
+    def summary(self, derived: bool = True) -> list[dict]:
+        """One row per stage: name, step, shape, dtype, min, max, mean, description.
+
+        derived: also compute the statistics of the stages rebuilt on request (ReLUs, upsamplings,
+        FPN sums, the stem's BN/ReLU); each is built, measured and dropped. Encoder attention that
+        was too big to store stays NaN ("computed on request")."""
         rows = []
         for n in self.names():
             st = stage(n)
-            if n in self.tensors:
-                t = self.tensors[n]
+            t = self.tensors.get(n)
+            if t is None and derived and n in DERIVED:
+                t = self[n]
+            if t is not None:
                 f = t.float() if t.dtype != torch.bool else t.to(torch.float32)
                 stats = (float(f.min()), float(f.max()), float(f.mean())) if t.numel() else (0.0, 0.0, 0.0)
-                dtype = str(t.dtype).replace("torch.", "")
+                dtype = str(t.dtype).replace("torch.", "") + ("" if n in self.tensors else " (rebuilt)")
             else:
                 stats, dtype = (float("nan"),) * 3, "float32 (computed on request)"
             rows.append({"stage": n, "step": st.step, "shape": " x ".join(map(str, self.shape(n))),

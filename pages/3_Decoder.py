@@ -30,7 +30,8 @@ def render(ctx: state.Context) -> None:
         f"{D.C} classes plus **no object** (the last); `bbox_embed` (an MLP of 3 layers, then a sigmoid) gives "
         f"a box (centre x, centre y, width, height) as fractions of the image. Checked live: the heads on "
         f"`hs[-1]` give the traced predictions to within {max(chk['logits_diff'], chk['boxes_diff']):.1e}. "
-        f"Things (countable objects: person, boat) and stuff (amorphous regions: sky, water) come out of the "
+        f"Things (countable objects: {', '.join(dec.class_examples(t.categories, True))}) and stuff "
+        f"(amorphous regions: {', '.join(dec.class_examples(t.categories, False))}) come out of the "
         f"same queries; only the class tells them apart.")
 
     # -- the kept queries --------------------------------------------------------------------------

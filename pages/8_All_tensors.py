@@ -23,9 +23,9 @@ def render(ctx):
     st.markdown(
         f"Every stage recorded for **{ctx.image_name}** with **{ctx.model_key}**: {len(rows)} tensors, in pipeline "
         f"order. Per-query stages (step 5 and 6) hold the K = {K} queries run through the mask head, in this order: "
-        f"{', '.join(map(str, traced))}. \"computed on request\" stages (ReLUs, upsamplings, FPN sums of the "
-        f"mask head, the stem's BN/ReLU) are rebuilt from a stored neighbour by the model's own modules, so their "
-        f"statistics are not precomputed here.")
+        f"{', '.join(map(str, traced))}. Stages marked **rebuilt** (ReLUs, upsamplings, FPN sums of the mask "
+        f"head, the stem's BN/ReLU) are not kept in memory: they are rebuilt from a stored neighbour by the "
+        f"model's own modules when needed (here, for their statistics).")
 
     c1, c2 = st.columns([2, 3])
     with c1:

@@ -277,3 +277,12 @@ def test_box_cell_takes_the_centre_as_a_fraction_of_the_network_input(t):
     # the far edge is the last, cut cell; out-of-range centres are clamped
     assert explain.box_cell(t, torch.tensor([1.0, 1.0, 0.1, 0.1])) == (24, 33)
     assert explain.box_cell(t, torch.tensor([-0.2, 1.3, 0.1, 0.1])) == (24, 0)
+
+
+def test_class_examples_come_from_the_models_categories():
+    from detr_viz.categories import get_categories
+    from detr_viz.explain.decoder import class_examples
+    coco, toy = get_categories("coco", 250), get_categories("toyworld", 8)
+    assert class_examples(coco, True) == ["person", "car"]
+    assert class_examples(coco, False) == ["sky-other-merged", "grass-merged"]
+    assert class_examples(toy, True) == ["circle", "square"] and class_examples(toy, False) == ["sky", "grass"]

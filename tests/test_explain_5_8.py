@@ -302,6 +302,14 @@ def test_summary_filter(t):
     only6 = tensors.filter_rows(rows, "", [6])
     assert {r["step"] for r in only6} == {6}
     assert [r["stage"] for r in tensors.filter_rows(rows, "MASK_HEAD fpn2")] == ["mask_head.fpn2"]
+    # rebuilt stages get real statistics, equal to the rebuilt tensor's
+    fpn2 = next(r for r in rows if r["stage"] == "mask_head.fpn2")
+    assert "rebuilt" in fpn2["dtype"] and "mask_head.fpn2" not in t.tensors
+    assert fpn2["max"] == pytest.approx(float(t["mask_head.fpn2"].max()))
+    relu = next(r for r in rows if r["stage"] == "mask_head.relu1")
+    assert relu["min"] == 0.0 and "mask_head.relu1" not in t.tensors          # not kept in memory
+    lazy = {r["stage"]: r for r in t.summary(derived=False)}
+    assert lazy["mask_head.fpn2"]["max"] != lazy["mask_head.fpn2"]["max"]       # NaN: not computed
 
 
 def test_previews_for_every_stage_and_figures(t):

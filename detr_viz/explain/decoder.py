@@ -47,6 +47,18 @@ def kind_of(trace, label: int) -> str:
     return "thing" if trace.categories.is_thing(label) else "stuff"
 
 
+# Class names a student knows, tried first as examples of things and of stuff.
+FAMILIAR = {True: ("person", "car", "dog", "boat", "circle", "square", "star"),
+            False: ("sky", "grass", "water", "road", "wall", "tree")}
+
+
+def class_examples(categories, isthing: bool, n: int = 2) -> list[str]:
+    """n class names of the model's category table that are things (or stuff), familiar ones first."""
+    names = [c.name for c in categories.used() if c.isthing == isthing]
+    familiar = [n for x in FAMILIAR[isthing] for n in names if n.split("-")[0] == x]   # "sky-other-merged"
+    return list(dict.fromkeys(familiar + names))[:n]
+
+
 def query_rows(trace, panoptic) -> list[dict]:
     """One row per query (all N): its class, score, kind, whether the merge keeps it, its box."""
     D = dims(trace)
