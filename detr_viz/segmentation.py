@@ -120,6 +120,20 @@ class MaskHead(nn.Module):
         return self.out_lay(x)                              # (B*K, 1, H/4, W/4) mask logits
 
 
+def pad_batch(images) -> tuple[torch.Tensor, torch.Tensor]:
+    """A list of (3, H_i, W_i) tensors -> (B, 3, H, W) zero-padded batch and (B, H, W) mask, True = pad."""
+    if not images:
+        raise ValueError("an empty list of images")
+    H = max(int(im.shape[-2]) for im in images)
+    W = max(int(im.shape[-1]) for im in images)
+    batch = images[0].new_zeros((len(images), images[0].shape[0], H, W))       # (B, 3, H, W)
+    mask = torch.ones((len(images), H, W), dtype=torch.bool, device=images[0].device)
+    for b, im in enumerate(images):
+        batch[b, :, : im.shape[-2], : im.shape[-1]] = im
+        mask[b, : im.shape[-2], : im.shape[-1]] = False
+    return batch, mask
+
+
 class DETRPanoptic(nn.Module):
     """DETR + box attention + mask head (the official `DETRsegm`)."""
 
@@ -132,7 +146,13 @@ class DETRPanoptic(nn.Module):
         self.mask_head = MaskHead(d + M, cfg.fpn_dims, d, attention_scale=cfg.bbox_attention_scale)
 
     def detect(self, images, mask=None) -> Detection:
-        """Backbone, transformer and heads. images: (B, 3, H, W) normalised; mask: (B, H, W), True = pad."""
+        """Backbone, transformer and heads. images: (B, 3, H, W) normalised; mask: (B, H, W), True = pad.
+
+        images may also be a list of (3, H_i, W_i) tensors of different sizes: they are padded with
+        zeros to the largest height and width, and the padding is masked (as the official
+        nested_tensor_from_tensor_list)."""
+        if isinstance(images, (list, tuple)):
+            images, mask = pad_batch(images)
         if mask is None:
             mask = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
         return self.detr(images, mask)

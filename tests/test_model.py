@@ -131,3 +131,17 @@ def test_config_round_trip():
     assert R50_PANOPTIC.fpn_dims == (1024, 512, 256)
     assert TINY.fpn_dims == (256, 128, 64)
     assert R50_PANOPTIC.mask_head_dims == (264, 128, 64, 32, 16)
+
+
+def test_list_of_images_of_different_sizes_is_padded_and_masked(tiny):
+    a, b = torch.randn(3, 64, 96), torch.randn(3, 80, 64)
+    with torch.no_grad():
+        out = tiny([a, b])
+        x = torch.zeros(2, 3, 80, 96)
+        mask = torch.ones(2, 80, 96, dtype=torch.bool)
+        x[0, :, :64, :96], mask[0, :64, :96] = a, False
+        x[1, :, :80, :64], mask[1, :80, :64] = b, False
+        ref = tiny(x, mask)
+    assert out["pred_masks"].shape == (2, 10, 20, 24)
+    for k in ("pred_logits", "pred_boxes", "pred_masks"):
+        assert torch.equal(out[k], ref[k]), k
