@@ -490,6 +490,12 @@ class Trace:
         return rows
 
     @property
+    def nbytes(self) -> int:
+        """Memory held by the stored tensors (and the masks of merges at other thresholds)."""
+        tensors = list(self.tensors.values()) + list(self._merge_masks.values())
+        return sum(v.numel() * v.element_size() for v in tensors if isinstance(v, torch.Tensor))
+
+    @property
     def total_time(self) -> float:
         return sum(self.timings.values())
 

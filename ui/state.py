@@ -124,11 +124,14 @@ def load_model(key: str):
 
 
 class TraceStore:
-    """A small LRU of traces shared by all sessions (max MAX_TRACES), with a lock per key being
-    computed (`key_lock`), so that two reruns never trace the same image and model at once."""
+    """A small LRU shared by all sessions: at most `size` items and, if `max_bytes` is given, at
+    most that much memory (`size_of(value)` bytes each; the newest item always stays). A lock per
+    key being computed (`key_lock`) makes sure two reruns never trace the same image and model at
+    once."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, max_bytes: int | None = None, size_of=None):
         self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        self.max_bytes, self.size_of = max_bytes, size_of
         self.busy: dict = {}                 # key -> threading.Lock, while that key is being computed
 
     def key_lock(self, key) -> threading.Lock:
@@ -147,17 +150,37 @@ class TraceStore:
                 return self.items[key]
         return None
 
+    def nbytes(self) -> int:
+        with self.lock:
+            return sum(self.size_of(v) for v in self.items.values()) if self.size_of else 0
+
     def put(self, key, value):
         with self.lock:
             self.items[key] = value
             self.items.move_to_end(key)
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
+            if self.max_bytes is not None and self.size_of is not None:
+                sizes = {k: self.size_of(v) for k, v in self.items.items()}   # traces grow as queries are added
+                total = sum(sizes.values())
+                while total > self.max_bytes and len(self.items) > 1:
+                    old, _ = self.items.popitem(last=False)
+                    total -= sizes[old]
+
+
+def _megabytes_env(name: str, default: int) -> int:
+    try:
+        return int(float(os.environ.get(name, default)) * 1e6)
+    except ValueError:
+        return int(default * 1e6)
 
 
 @st.cache_resource(show_spinner=False)
 def trace_store() -> TraceStore:
-    return TraceStore(MAX_TRACES)
+    """Traces of the last images (a full-size R50 trace holds about 400 MB): at most MAX_TRACES,
+    and at most $DETR_VIZ_TRACE_MEMORY_MB (default 2000) megabytes, so that a class uploading many
+    photos does not exhaust the laptop's memory."""
+    return TraceStore(MAX_TRACES, _megabytes_env("DETR_VIZ_TRACE_MEMORY_MB", 2000), lambda t: t.nbytes)
 
 
 @dataclass
@@ -243,7 +266,7 @@ def image_hash(data: bytes) -> str:
 @st.cache_resource(show_spinner=False)
 def upload_store() -> TraceStore:
     """Recent uploads, by "upload:<hash>", so that a link carrying that name finds the image."""
-    return TraceStore(MAX_UPLOADS)
+    return TraceStore(MAX_UPLOADS, 400_000_000, lambda item: len(item[1]))    # (name, bytes, credit)
 
 
 def set_image(name: str, data: bytes, credit: str = "", source: str | None = None) -> None:
