@@ -164,3 +164,52 @@ def test_app_started_with_a_checkpoint_uses_it(monkeypatch, tmp_path):
     assert not at.exception
     assert not at.session_state[state.K_MODEL].startswith("local:")
     assert any("no such file" in n for n in at.session_state[state.K_NOTES])
+
+
+def test_download_button_fetches_from_a_server_with_a_progress_bar_and_uses_the_model(monkeypatch, tmp_path):
+    """The real download path of the app, against a local HTTP server: the official R50 entry
+    points at a small checkpoint (tiny config inside) with its true hash."""
+    import dataclasses
+    import hashlib
+    import http.server
+    import io
+    import threading
+
+    import torch
+    from detr_viz.testing import TINY, tiny_model
+    buf = io.BytesIO()
+    torch.save({"model": tiny_model().state_dict(), "config": TINY.to_dict()}, buf)
+    data = buf.getvalue()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            for i in range(0, len(data), 64_000):
+                self.wfile.write(data[i:i + 64_000])
+
+        def log_message(self, *args):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        name = "detr-r50-panoptic"
+        entry = dataclasses.replace(weights.MODELS[name], url=f"http://127.0.0.1:{srv.server_address[1]}/r50.pth",
+                                    file_name="detr-r50-panoptic-test.pth",
+                                    sha256_prefix=hashlib.sha256(data).hexdigest()[:16])
+        monkeypatch.setitem(weights.MODELS, name, entry)
+        monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+        monkeypatch.delenv(weights.ENV_VAR, raising=False)
+        at = app().run()
+        at.selectbox(key="model_widget").set_value(name).run()
+        assert not entry.cache_path.exists()
+        next(b for b in at.button if b.label == f"Download and use {name}").click().run()
+        assert_clean(at)
+        assert entry.cache_path.read_bytes() == data                    # downloaded into the hub cache
+        assert at.session_state[state.K_MODEL] == name                   # and in use
+        assert "from 5 of the 10 queries" not in " ".join(c.value for c in at.caption)   # not the biased test model
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        state.load_model.clear()                 # the tiny stand-in must not stay cached as the R50
