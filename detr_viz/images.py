@@ -233,14 +233,15 @@ def resized_size(w: int, h: int, size: int = 800, max_size: int | None = 1333) -
     """(oh, ow) of DETR's `get_size_with_aspect_ratio`: short side `size`, long side capped.
 
     If the long side would exceed `max_size`, the short side becomes round(max_size*short/long).
-    The long side is truncated, int(size*long/short), as in the official code. For extreme
-    strips (e.g. 4000 x 1, where the official code would make a 0-pixel side) the short side
-    stays at least 1 pixel.
+    The long side is truncated, int(size*long/short), as in the official code. An extreme strip
+    (e.g. 4000 x 1, where the official code would make a 0-pixel side) becomes 1 x max_size.
     """
     if max_size is not None:
         short, long = float(min(w, h)), float(max(w, h))
         if long / short * size > max_size:
-            size = max(1, int(round(max_size * short / long)))
+            size = int(round(max_size * short / long))
+            if size < 1:
+                return (1, max_size) if w > h else (max_size, 1)
     if (w <= h and w == size) or (h <= w and h == size):
         return h, w
     if w < h:

@@ -47,10 +47,21 @@ def heatmap(values, size=None, cmap: str = SEQUENTIAL, smooth: bool = False, **k
     return img.resize(tuple(size), Image.BILINEAR if smooth else Image.NEAREST) if size else img
 
 
+MAX_ASPECT = 3      # a picture is drawn at most 3 times as high as it is wide
+
+
 def size_at_width(hw, width: int) -> tuple[int, int]:
-    """(W, H) of a picture `width` pixels wide of something hw = (h, w) in size (same aspect ratio)."""
+    """(W, H) of a picture `width` pixels wide of something hw = (h, w) in size (same aspect ratio).
+
+    Very tall things (a 1 x 3000 strip) are drawn narrower instead, at most MAX_ASPECT x `width`
+    high; very wide ones at least 1 pixel high."""
     h, w = hw
-    return int(width), max(1, round(int(width) * h / w))
+    width = int(width)
+    height = max(1, round(width * h / w))
+    if height > MAX_ASPECT * width:
+        height = MAX_ASPECT * width
+        width = max(1, round(height * w / h))
+    return width, height
 
 
 def edge_mask(ids: np.ndarray) -> np.ndarray:

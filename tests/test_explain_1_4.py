@@ -286,3 +286,11 @@ def test_class_examples_come_from_the_models_categories():
     assert class_examples(coco, True) == ["person", "car"]
     assert class_examples(coco, False) == ["sky-other-merged", "grass-merged"]
     assert class_examples(toy, True) == ["circle", "square"] and class_examples(toy, False) == ["sky", "grass"]
+
+
+def test_size_at_width_keeps_thin_strips_drawable():
+    from detr_viz.viz import MAX_ASPECT, size_at_width
+    assert size_at_width((600, 800), 400) == (400, 300)
+    w, h = size_at_width((3000, 1), 720)                     # a 1-pixel-wide, 3000-pixel-high strip
+    assert h == MAX_ASPECT * 720 and w >= 1
+    assert size_at_width((1, 4000), 720) == (720, 1)         # at least one pixel high

@@ -229,8 +229,9 @@ def test_resized_size(w, h, expected):
 
 def test_resized_size_of_a_thin_strip_keeps_one_pixel():
     # 1333 * 1 / 4000 rounds to 0: the official code would make an empty input
-    assert resized_size(4000, 1) == (1, 4000)
-    assert resized_size(1, 4000) == (4000, 1)
+    assert resized_size(4000, 1) == (1, 1333)
+    assert resized_size(1, 4000) == (1333, 1)
+    assert resized_size(4000, 1, max_size=None) == (800, 3_200_000)    # no cap asked for: as the formula says
 
 
 def test_resized_size_without_cap_matches_torchvision_resize():

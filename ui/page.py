@@ -121,13 +121,18 @@ def header(step: int) -> None:
 
 def sidebar(ctx: state.Context) -> None:
     with st.sidebar:
-        st.image(state.memo(ctx.trace, "sidebar.thumbnail", lambda: fit_width(ctx.trace.image, SIDEBAR_WIDTH)),
-                 caption=ctx.image_name, width="stretch")
-        if ctx.image_credit:
-            st.caption(ctx.image_credit)
-        st.markdown(f"**Model:** `{ctx.model_key}`  \n**Device:** {ctx.trace.device_name}  \n"
-                    f"**Traced in:** {ctx.trace.total_time:.2f} s")
-        link("app.py", "Change image or model", icon=":material/home:")
+        guard(_sidebar_body, ctx)
+
+
+def _sidebar_body(ctx: state.Context) -> None:
+    """The photo (its credit), model, device and trace time, under the menu."""
+    st.image(state.memo(ctx.trace, "sidebar.thumbnail", lambda: fit_width(ctx.trace.image, SIDEBAR_WIDTH)),
+             caption=ctx.image_name, width="stretch")
+    if ctx.image_credit:
+        st.caption(ctx.image_credit)
+    st.markdown(f"**Model:** `{ctx.model_key}`  \n**Device:** {ctx.trace.device_name}  \n"
+                f"**Traced in:** {ctx.trace.total_time:.2f} s")
+    link("app.py", "Change image or model", icon=":material/home:")
 
 
 def nav(step: int) -> None:

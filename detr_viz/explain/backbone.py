@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..images import MEAN, STD, denormalize
 from ..stages import stages_of_step
-from ..viz import DIVERGING, grid, heatmap, pca, scores_rgb, top_channels
+from ..viz import DIVERGING, grid, heatmap, pca, scores_rgb, size_at_width, top_channels
 from . import DISPLAY_WIDTH, dims, display_image, grid_overlay, grid_picture, rgb_grid_picture, tile_width
 
 CHANNEL_NAMES = ("red", "green", "blue")
@@ -50,7 +50,7 @@ def normalized_channels(trace, width: int = DISPLAY_WIDTH) -> list[Image.Image]:
     x = trace["input"][0]                                   # (3, H, W)
     a = float(x.abs().max())
     tile = tile_width(width, 3)
-    size = (tile, max(1, round(tile * x.shape[1] / x.shape[2])))
+    size = size_at_width(x.shape[1:], tile)
     small = [np.asarray(Image.fromarray(x[c].numpy()).resize(size, Image.BILINEAR)) for c in range(3)]   # (h', w')
     return [heatmap(v, None, DIVERGING, vmin=-a, vmax=a) for v in small]
 

@@ -336,8 +336,12 @@ def pixel_report(trace, result, x: int, y: int, categories=None) -> PixelReport:
         if gone:
             text += "Here that matters: " + "; ".join(
                 f"{name(q)} is gone ({dropped[q]['reason']})" for q in gone) + ". "
-        text += f"Among the remaining ones, {name(final)} has the highest logit, {logits[kept.index(final)]:+.3f}."
-        if final != after and not gone:
+        if final < 0:                      # every segment was dropped: the official map is all id 0, no segments
+            text += ("No query remains, so the map has no segment at all (the official code writes id 0 "
+                     "everywhere, with an empty segment list).")
+        else:
+            text += f"Among the remaining ones, {name(final)} has the highest logit, {logits[kept.index(final)]:+.3f}."
+        if final >= 0 and final != after and not gone:
             text += (" (Its logit ties with the step-2 winner's to within float rounding; the new softmax over "
                      "fewer queries tips the tie.)")
         steps.append(text)
