@@ -14,7 +14,7 @@ from .config import DETRConfig
 from .device import select_device
 from .images import ImageError, load_image, preprocess
 from .models import create_model
-from .postprocess import PanopticResult, postprocess_panoptic
+from .postprocess import PanopticResult, postprocess_panoptic, postprocess_panoptic_batch
 from .segmentation import DETRPanoptic
 from .stages import STAGES, STEPS, stage, stage_names
 from .trace import Trace, trace
@@ -25,5 +25,5 @@ __version__ = "0.1.0"
 __all__ = [
     "MODELS", "STAGES", "STEPS", "Category", "CategoryTable", "DETRConfig", "DETRPanoptic", "ImageError",
     "PanopticResult", "Trace", "WeightsUnavailable", "create_model", "get_categories", "load_image",
-    "postprocess_panoptic", "preprocess", "select_device", "stage", "stage_names", "trace",
+    "postprocess_panoptic", "postprocess_panoptic_batch", "preprocess", "select_device", "stage", "stage_names", "trace",
 ]

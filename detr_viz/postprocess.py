@@ -135,8 +135,8 @@ def postprocess_panoptic(outputs, processed_size, target_size=None, threshold: f
         logits, masks = logits[0], masks[0]                 # (N, C+1), (N', h4, w4)
     num_classes = logits.shape[-1] - 1
     categories = categories or coco_categories(num_classes)
-    h, w = (int(v) for v in processed_size)
-    target_size = (h, w) if target_size is None else tuple(int(v) for v in target_size)
+    h, w = _size(processed_size)
+    target_size = (h, w) if target_size is None else _size(target_size)
 
     scores, labels = logits.softmax(-1).max(-1)             # (N,), (N,)
     keep = labels.ne(num_classes) & (scores > threshold)    # (N,) bool
@@ -203,6 +203,33 @@ def postprocess_panoptic(outputs, processed_size, target_size=None, threshold: f
     return PanopticResult(ids.astype(np.int32), segments, (h, w), target_size, float(threshold),
                           scores.numpy(), labels.numpy(), kept.numpy(), winner_before, winner_after,
                           winner_final, stuff_merges, dropped, rounds)
+
+
+def postprocess_panoptic_batch(outputs, processed_sizes, target_sizes=None, threshold: float = 0.85,
+                               categories: CategoryTable | None = None) -> list[PanopticResult]:
+    """The official PostProcessPanoptic's batch form: one PanopticResult per image of the batch.
+
+    outputs: pred_logits (B, N, C+1) and pred_masks (B, N, h4, w4); processed_sizes, target_sizes:
+    B sizes (h, w) each (a list, or a (B, 2) tensor); target_sizes default to processed_sizes. As in
+    the official code, each image's masks are stretched whole to its processed size (a padded border
+    of the batch is not cropped first)."""
+    logits, masks = outputs["pred_logits"], outputs["pred_masks"]
+    B = logits.shape[0]
+    target_sizes = processed_sizes if target_sizes is None else target_sizes
+    if not len(processed_sizes) == len(target_sizes) == B == masks.shape[0]:
+        raise ValueError(f"{B} images in the outputs, but {len(processed_sizes)} processed sizes and "
+                         f"{len(target_sizes)} target sizes")
+    return [postprocess_panoptic({"pred_logits": logits[b:b + 1], "pred_masks": masks[b:b + 1]},
+                                 processed_sizes[b], target_sizes[b], threshold, categories) for b in range(B)]
+
+
+def _size(size) -> tuple[int, int]:
+    """(h, w) from a tuple, list, array or tensor of 2 numbers (also shaped (1, 2), as the official
+    demo passes `torch.as_tensor(img.shape[-2:]).unsqueeze(0)`)."""
+    values = [int(v) for v in np.asarray(size.cpu() if isinstance(size, torch.Tensor) else size).reshape(-1)]
+    if len(values) != 2:
+        raise ValueError(f"a size is (height, width); got {size!r}")
+    return values[0], values[1]
 
 
 def _to_query(m_id: torch.Tensor, qidx: torch.Tensor) -> np.ndarray:

@@ -137,3 +137,25 @@ def test_id_rgb_round_trip_and_exports():
     assert r.png_bytes()[:4] == b"\x89PNG"
     assert '"category_id": 187' in r.segments_json()
     assert r.colorize().shape == (8, 8, 3)
+
+
+def test_batch_form_and_official_style_sizes():
+    from detr_viz.postprocess import postprocess_panoptic_batch
+    a = outputs([PERSON, DOG, SKY], regions(8, 8, [(0, 4, 0, 4), (0, 4, 4, 8), (4, 8, 0, 8)]))
+    b = outputs([TREE, 250, SKY], regions(8, 8, [(0, 8, 0, 4), (0, 1, 0, 1), (0, 8, 4, 8)]))
+    batch = {k: torch.cat([a[k], b[k]]) for k in a}
+    sizes = torch.tensor([[32, 32], [24, 40]])                  # (B, 2), as the official code takes them
+    results = postprocess_panoptic_batch(batch, sizes, [(32, 32), (48, 80)])
+    for r, one, proc, tgt in zip(results, (a, b), sizes, [(32, 32), (48, 80)]):
+        ref = postprocess_panoptic(one, tuple(proc.tolist()), tgt)
+        np.testing.assert_array_equal(r.id_map, ref.id_map)
+        assert r.segments == ref.segments
+    assert results[1].id_map.shape == (48, 80) and [s["query"] for s in results[1].segments] == [0, 2]
+    assert postprocess_panoptic_batch(batch, sizes)[1].id_map.shape == (24, 40)      # target = processed
+    # the official demo's processed size: torch.as_tensor(img.shape[-2:]).unsqueeze(0), shape (1, 2)
+    r = postprocess_panoptic(a, torch.as_tensor([32, 32]).unsqueeze(0))
+    assert r.id_map.shape == (32, 32)
+    with pytest.raises(ValueError):
+        postprocess_panoptic_batch(batch, sizes[:1])
+    with pytest.raises(ValueError, match="height, width"):
+        postprocess_panoptic(a, (1, 2, 3))
