@@ -75,12 +75,16 @@ def main(argv=None) -> int:
 
     print(format_table(t))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.image).stem
-    (out / f"{stem}_panoptic.png").write_bytes(t.panoptic.png_bytes())
-    (out / f"{stem}_segments.json").write_text(t.panoptic.segments_json())
-    if not args.no_npz:
-        t.to_npz(out / f"{stem}_trace.npz")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{stem}_panoptic.png").write_bytes(t.panoptic.png_bytes())
+        (out / f"{stem}_segments.json").write_text(t.panoptic.segments_json())
+        if not args.no_npz:
+            t.to_npz(out / f"{stem}_trace.npz")
+    except OSError as e:
+        print(f"error: cannot write the results to {out} ({e}). Choose another folder with --out.", file=sys.stderr)
+        return 2
     segs = ", ".join(f"{s['name']} ({s['score']:.2f})" for s in t.panoptic.segments) or "none"
     print(f"\n{len(t.panoptic.segments)} segments at threshold {t.threshold}: {segs}")
     print(f"traced in {elapsed:.2f} s; wrote {out}/{stem}_panoptic.png, _segments.json"

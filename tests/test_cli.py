@@ -48,6 +48,15 @@ def test_cli_bad_image_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_cli_unwritable_output_is_a_clear_error(tmp_path):
+    ckpt = tmp_path / "tiny.pth"
+    torch.save({"model": tiny_model().state_dict(), "config": TINY.to_dict()}, ckpt)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    r = run_cli(SAMPLE, "--model", ckpt, "--out", blocker / "out", "--no-npz")
+    assert r.returncode == 2 and "cannot write the results" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_cli_unknown_model_is_a_clear_error(tmp_path):
     r = run_cli(SAMPLE, "--model", "detr-r999", "--out", tmp_path)
     assert r.returncode == 2 and "unknown model" in r.stderr and "Traceback" not in r.stderr
