@@ -55,10 +55,12 @@ class ImageError(ValueError):
 # ---- loading ----------------------------------------------------------------------------------
 def load_image(src) -> Image.Image:
     """Read `src` (path, bytes, binary file object, PIL image or numpy array) as an RGB PIL image."""
-    if isinstance(src, np.ndarray):
+    if isinstance(src, Image.Image):
+        data = src
+    elif isinstance(src, np.ndarray):
         data = _from_array(src)
     else:
-        data = src if isinstance(src, Image.Image) else _read_bytes(src)
+        data = _read_bytes(src)
     # PIL's warnings are silenced except the bomb warning, which becomes an error we convert.
     # (catch_warnings is process-wide; the worst a concurrent thread can see is a lost warning.)
     with warnings.catch_warnings():

@@ -113,11 +113,11 @@ class _Recorder:
     """Registers the hooks that fill `store`, `timings` and `modules`; removes them on exit."""
 
     def __init__(self, model, store: dict, timings: dict, modules: dict, *, store_encoder_attention: bool,
-                 only_prefix: str | None = None, progress=None, padded: bool = False):
+                 only_prefix: str | None = None, progress=None):
         self.model, self.store, self.timings, self.modules = model, store, timings, modules
-        # padded: the mask head runs one query beside a copy of itself (see _mask_head_rows); the
+        # padded: the mask head runs one query beside a copy of itself (set by _mask_head_rows); the
         # copy is dropped from what is stored and from the module shapes.
-        self.padded = padded
+        self.padded = False
         self.store_enc_attn = store_encoder_attention
         self.only_prefix = only_prefix
         self.progress = progress
@@ -230,12 +230,22 @@ class _Recorder:
         self._put("memory", memory)                                  # (B, d, h, w)
 
 
-def _mask_head_rows(model, det, bbox, queries) -> torch.Tensor:
+def _check_queries(queries, n: int) -> None:
+    bad = [q for q in queries if not 0 <= q < n]
+    if bad:
+        raise IndexError(f"queries {bad} out of range 0..{n - 1}")
+
+
+def _mask_head_rows(model, det, bbox, queries, recorder: _Recorder | None = None) -> torch.Tensor:
     """model.mask_logits for `queries` (rows of bbox, (B, N, M, h, w)): (B, K, H/4, W/4).
 
     One query alone takes another convolution kernel path than a batch (last-bit differences from
-    the full forward on CPU), so it runs beside a copy of itself and one is kept."""
-    rows = list(queries) * (2 if len(queries) == 1 else 1)
+    the full forward on CPU), so it runs beside a copy of itself and one is kept; `recorder`, if
+    recording, is told to drop the copy."""
+    padded = len(queries) == 1
+    if recorder is not None:
+        recorder.padded = padded
+    rows = list(queries) * (2 if padded else 1)
     dev = next(model.parameters()).device
     return model.mask_logits(det, bbox[:, rows].to(dev))[:, :len(queries)]
 
@@ -409,13 +419,11 @@ class Trace:
             new = [int(q) for q in dict.fromkeys(queries) if int(q) not in self.mask_queries]
             if not new:
                 return
-            bad = [q for q in new if not 0 <= q < n]
-            if bad:
-                raise IndexError(f"queries {bad} out of range 0..{n - 1}")
+            _check_queries(new, n)
             store = {}
             with torch.no_grad(), _Recorder(self.model, store, {}, {}, store_encoder_attention=False,
-                                            only_prefix="mask_head", padded=len(new) == 1):
-                masks = self._run_mask_head(new)                        # (B, K', H/4, W/4)
+                                            only_prefix="mask_head") as rec:
+                masks = self._run_mask_head(new, rec)                   # (B, K', H/4, W/4)
             store["pred_masks"] = _cpu(masks)
             for name, t in store.items():
                 if not stage(name).per_query:
@@ -424,7 +432,7 @@ class Trace:
                 self.tensors[name] = torch.cat([self.tensors[name], t], dim=dim) if name in self.tensors else t
             self.mask_queries.extend(new)
 
-    def _run_mask_head(self, queries) -> torch.Tensor:
+    def _run_mask_head(self, queries, recorder: _Recorder | None = None) -> torch.Tensor:
         """The model's mask head for `queries`, fed from the stored tensors (on the model's device)."""
         dev = next(self.model.parameters()).device
         T = self.tensors
@@ -432,7 +440,7 @@ class Trace:
                         mask=T["backbone.mask"], pos=T["position"], src_proj=T["input_proj"].to(dev),
                         memory=T["memory"], hs=T["decoder.hs"], class_logits=T["decoder.class_logits"],
                         boxes=T["decoder.boxes"])
-        return _mask_head_rows(self.model, det, T["bbox_attention"], queries)
+        return _mask_head_rows(self.model, det, T["bbox_attention"], queries, recorder)
 
     def merge(self, threshold: float | None = None, target_size=None) -> PanopticResult:
         """The panoptic merge at another threshold.
@@ -531,9 +539,7 @@ def trace(model, image, threshold: float | None = None, queries=None, progress=N
     cfg = model.config
     threshold = cfg.threshold if threshold is None else float(threshold)
     extra = [int(q) for q in (queries or [])]
-    bad = [q for q in extra if not 0 <= q < cfg.num_queries]
-    if bad:
-        raise IndexError(f"queries {bad} out of range 0..{cfg.num_queries - 1}")
+    _check_queries(extra, cfg.num_queries)
     pil = load_image(image)
     pre = preprocess(pil, size=cfg.input_size if size is None else size,
                      max_size=cfg.max_input_size if max_size is _CONFIG else max_size)
@@ -551,8 +557,7 @@ def trace(model, image, threshold: float | None = None, queries=None, progress=N
         wanted = list(dict.fromkeys(kept_queries(det.pred_logits, threshold) + extra))
         if not wanted:      # nothing kept: still trace the most confident query, so every stage has data
             wanted = [best_query(det.pred_logits)]
-        rec.padded = len(wanted) == 1
-        masks = _mask_head_rows(model, det, bbox, wanted)               # (1, K, H/4, W/4)
+        masks = _mask_head_rows(model, det, bbox, wanted, rec)          # (1, K, H/4, W/4)
     t.tensors["pred_masks"] = _cpu(masks)
     t.tensors["decoder.class_probs"] = t.tensors["decoder.class_logits"].softmax(-1)
     t.mask_queries = wanted

@@ -232,10 +232,10 @@ def bounded(store: OrderedDict, key, fn, keep: int = MEMO_KEEP):
     return value
 
 
-def _trace_cache(trace, name: str) -> dict:
-    """A dict of caches kept on the trace itself: it goes when the trace leaves the TraceStore."""
+def _trace_cache(trace, name: str, factory=dict):
+    """A cache (factory()) kept on the trace itself: it goes when the trace leaves the TraceStore."""
     with _CACHE_LOCK:
-        return trace.__dict__.setdefault(name, {})
+        return trace.__dict__.setdefault(name, factory())
 
 
 def memo(trace, key, fn, keep: int = MEMO_KEEP):
@@ -253,8 +253,7 @@ def memo(trace, key, fn, keep: int = MEMO_KEEP):
 def merged(trace, threshold: float):
     """The merge at `threshold` (the trace's own merge at its threshold), the last MERGES_KEEP kept."""
     key = round(float(threshold), 4)
-    with _CACHE_LOCK:
-        store = trace.__dict__.setdefault("_merges", OrderedDict())
+    store = _trace_cache(trace, "_merges", OrderedDict)
     return bounded(store, key, lambda: trace.panoptic if abs(key - trace.threshold) < 1e-9 else trace.merge(key),
                    MERGES_KEEP)
 
@@ -446,14 +445,13 @@ def ensure_context() -> Context:
                    ss[K_IMAGE_HASH])
 
 
-def get_trace(model_key: str, model, image_bytes: bytes, image_name: str,
-              digest: str | None = None) -> detr_viz.Trace:
+def get_trace(model_key: str, model, image_bytes: bytes, image_name: str, digest: str) -> detr_viz.Trace:
     """The cached trace of this image under this model, or a new one with progress by step.
 
-    digest: the image's `image_hash` (computed here if not given). One lock per (model, image):
-    a second rerun asking for a trace being computed waits for it instead of tracing again."""
+    digest: the image's `image_hash`. One lock per (model, image): a second rerun asking for a
+    trace being computed waits for it instead of tracing again."""
     store = trace_store()
-    key = (model_key, digest or image_hash(image_bytes))
+    key = (model_key, digest)
     t = store.get(key)
     if t is not None:
         return t

@@ -21,12 +21,9 @@ LINE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
 
 
 def class_probs(trace) -> torch.Tensor:
-    """(N, C+1) softmax of the final class logits (the last column is "no object"), computed once
-    per trace: every page that names or ranks queries reads it from here."""
-    probs = trace.__dict__.get("_class_probs")
-    if probs is None:
-        probs = trace.__dict__["_class_probs"] = trace["pred_logits"][0].softmax(-1)
-    return probs
+    """(N, C+1) class probabilities of the final layer (the last column is "no object"): the trace's
+    `decoder.class_probs` of the last decoder layer, i.e. softmax(pred_logits)."""
+    return trace["decoder.class_probs"][-1, 0]
 
 
 def query_class(trace, q: int) -> tuple[int, float]:
