@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .cache import DerivedCache
 from .categories import CategoryTable, get_categories
 from .device import device_name, synchronize
 from .detr import Detection
@@ -279,6 +280,8 @@ class Trace:
     mask_queries: list = field(default_factory=list)  # rows of the per-query stages
     panoptic: PanopticResult | None = None
     _merge_masks: dict = field(default_factory=dict)  # query -> (1, 1, H/4, W/4) logits run only for a merge
+    # values derived from this trace (pictures, tables, recomputations): see detr_viz.cache.cached
+    derived: DerivedCache = field(default_factory=DerivedCache, repr=False, compare=False)
 
     # -- access -------------------------------------------------------------------------------
     @property
