@@ -287,7 +287,7 @@ class RedisLessonStore(LessonStore):
 
     def __init__(self, url: str, **kw):
         super().__init__(**kw)
-        import redis                                        # the client library, imported only when used
+        import redis  # the client library, imported only when used
         self.url = url
         self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
 

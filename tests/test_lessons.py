@@ -7,8 +7,15 @@ import time
 
 import pytest
 
-from detr_viz.lessons import (CODE_ALPHABET, LessonError, MemoryLessonStore, Question, RedisLessonStore,
-                              lesson_store_from_env, normalize_code)
+from detr_viz.lessons import (
+    CODE_ALPHABET,
+    LessonError,
+    MemoryLessonStore,
+    Question,
+    RedisLessonStore,
+    lesson_store_from_env,
+    normalize_code,
+)
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
