@@ -37,6 +37,7 @@ from typing import Callable, Optional
 import torch
 
 from .config import R50_DC5_PANOPTIC, R50_PANOPTIC, R101_PANOPTIC, DETRConfig
+from .toyworld.config import TOYWORLD_CONFIG
 
 ENV_VAR = "DETR_VIZ_CHECKPOINT"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -139,11 +140,8 @@ MODELS: dict[str, WeightsEntry] = {
 }
 
 # The shipped toy-world model (scripts/train_toyworld.py; model card in the README). The file's own
-# config wins when loading; this copy lets the app describe the model before loading it.
-TOYWORLD_CONFIG = DETRConfig(
-    backbone="resnet18", dilation=True, hidden_dim=128, nheads=8, enc_layers=2, dec_layers=3,
-    dim_feedforward=192, num_queries=16, num_classes=8, dropout=0.0, bbox_attention_scale=800.0,
-    categories="toyworld", threshold=0.85, input_size=160, max_input_size=480)
+# config wins when loading; TOYWORLD_CONFIG (defined once, in detr_viz.toyworld.config) lets the app
+# describe the model before loading it.
 
 MODELS["toyworld"] = WeightsEntry(
     name="toyworld",

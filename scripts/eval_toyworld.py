@@ -18,41 +18,24 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads made
-# a training step up to 6x slower when other processes were running.
+# a training step up to 6x slower when other processes were running. (Set before torch is imported.)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from detr_viz.config import DETRConfig  # noqa: E402
+from detr_viz import create_model  # noqa: E402
 from detr_viz.metrics import format_table  # noqa: E402
-from detr_viz.segmentation import DETRPanoptic  # noqa: E402
 from detr_viz.toyworld import DEFAULT_SIZE, test_scenes, toyworld_categories, validation_scenes  # noqa: E402
-from detr_viz.toyworld.train import panoptic_eval, predict_outputs  # noqa: E402
+from detr_viz.toyworld.evaluate import panoptic_eval, predict_outputs  # noqa: E402
 
-SHIPPED = ROOT / "assets" / "models" / "toyworld.pt"
 SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
-
-
-def load_model(path: Path) -> DETRPanoptic:
-    """The checkpoint through the app's loader (safe `weights_only` load), eval mode, CPU."""
-    try:
-        from detr_viz.weights import load_checkpoint
-        state, cfg_dict = load_checkpoint(path)
-    except ImportError:                                    # library without weights.py
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-        cfg_dict = ckpt["config"]
-    model = DETRPanoptic(DETRConfig.from_dict(cfg_dict))
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=SHIPPED)
+    p.add_argument("--checkpoint", type=Path,
+                   help="a model file (default: the shipped toyworld model, hash-checked)")
     p.add_argument("--n", type=int, default=200, help="number of scenes (default 200)")
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="test: the held-out scenes (default); val: the validation scenes")
@@ -64,16 +47,19 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    model = load_model(args.checkpoint)
+    # The app's loader (safe `weights_only` load, config from the file), on the CPU.
+    if args.checkpoint is None:
+        model = create_model("toyworld", weights="official", device="cpu")
+    else:
+        model = create_model(args.checkpoint, device="cpu")
     threshold = args.threshold if args.threshold is not None else model.config.threshold
     scenes = (test_scenes if args.split == "test" else validation_scenes)(args.n, args.size)
     outputs = predict_outputs(model, scenes)
     thresholds = sorted(set(SWEEP) | {threshold}) if args.sweep else [threshold]
     results = panoptic_eval(outputs, scenes, thresholds)
-    cats = toyworld_categories()
-    names = {c.id: c.name for c in cats.used()}
+    names = {c.id: c.name for c in toyworld_categories().used()}
 
-    print(f"checkpoint {args.checkpoint} | {args.n} {args.split} scenes of {args.size}x{args.size} | "
+    print(f"checkpoint {model.weights_source} | {args.n} {args.split} scenes of {args.size}x{args.size} | "
           f"{time.time() - t0:.0f} s")
     if args.sweep:
         print("threshold sweep:  " + "  ".join(

@@ -13,29 +13,22 @@ weights + config + meta) and, with --release, a copy with its .sha256 next to it
 from __future__ import annotations
 
 import argparse
-import os
-import hashlib
 import json
+import os
 import shutil
 import sys
 from dataclasses import fields
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads made
-# a training step up to 6x slower when other processes were running.
+# a training step up to 6x slower when other processes were running. (Set before torch is imported.)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from detr_viz.toyworld.train import TrainConfig, toyworld_model_config, train  # noqa: E402
+from detr_viz.hashing import sha256_file  # noqa: E402
+from detr_viz.toyworld.config import TrainConfig, attention_scale, toyworld_model_config  # noqa: E402
+from detr_viz.toyworld.train import train  # noqa: E402
 
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+ROOT = Path(__file__).resolve().parents[1]      # default places of the run folder and the plot
 
 
 def plot_log(log_path: Path, out_png: Path, threshold: float | None = None) -> None:
@@ -43,6 +36,8 @@ def plot_log(log_path: Path, out_png: Path, threshold: float | None = None) -> N
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from detr_viz.toyworld.evaluate import DETECTION_STAT_THRESHOLD
 
     recs = [json.loads(line) for line in open(log_path)]
     train_recs = [r for r in recs if r["type"] == "train"]
@@ -72,7 +67,7 @@ def plot_log(log_path: Path, out_png: Path, threshold: float | None = None) -> N
     if det_recs:
         ax2.plot([r["minutes"] for r in det_recs], [100 * r["det_recall_cls"] for r in det_recs],
                  color="gray", marker=".", lw=0.8,
-                 label="GT segments whose class is found\n(score > 0.7; no masks yet)")
+                 label=f"GT segments whose class is found\n(score > {DETECTION_STAT_THRESHOLD:g}; no masks yet)")
     ax2.set_ylim(0, 100)
     ax2.axhline(70, color="gray", lw=0.5)
     if t:
@@ -129,10 +124,9 @@ def main(argv=None) -> int:
                  if f.name != "val_thresholds" and getattr(args, f.name) is not None}
     tc = TrainConfig(**overrides)
     model_kw = dict(_parse_kv(kv) for kv in args.model)
-    if "bbox_attention_scale" not in model_kw:
-        dil = model_kw.get("dilation", toyworld_model_config().dilation)
-        model_kw["bbox_attention_scale"] = 8.0 * (tc.size // (16 if dil else 32)) ** 2
     cfg = toyworld_model_config(**model_kw)
+    if "bbox_attention_scale" not in model_kw:          # M x h x w at the training size
+        cfg = cfg.replace(bbox_attention_scale=attention_scale(cfg.nheads, tc.size, cfg.stride))
     print(f"model: {cfg}\ntraining: {tc}", flush=True)
     out_model = args.out / "toyworld.pt"
     train(cfg, tc, args.out, resume=not args.fresh, release_path=out_model, stop_after_steps=args.steps)
@@ -147,7 +141,7 @@ def main(argv=None) -> int:
 def write_sha256(path: Path) -> None:
     """<file name>.sha256 next to the file: "<hex digest>  <file name>" (what detr_viz.weights reads
     when the registry entry has no hash of its own)."""
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
     print(f"released {path} ({path.stat().st_size:,} bytes) sha256 {digest}")
 
@@ -156,36 +150,28 @@ def finalize(src: Path, dst: Path, n_val: int, test_pq: str | None) -> None:
     """Pick the merge threshold with the best validation PQ and store it in the checkpoint config.
 
     Uses validation scenes (seeds VAL_SEED0 + i), never the held-out test scenes."""
-    import torch
-
-    from detr_viz.config import DETRConfig
-    from detr_viz.segmentation import DETRPanoptic
+    from detr_viz import create_model
+    from detr_viz.toyworld.config import THRESHOLD_SWEEP
+    from detr_viz.toyworld.evaluate import panoptic_eval, predict_outputs
+    from detr_viz.toyworld.release import release_meta, save_release
     from detr_viz.toyworld.scenes import validation_scenes
-    from detr_viz.toyworld.train import panoptic_eval, predict_outputs
 
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
-    cfg = DETRConfig.from_dict(ckpt["config"])
-    model = DETRPanoptic(cfg)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
-    model.eval()
-    size = int(ckpt["meta"].get("input_size", 160))
-    scenes = validation_scenes(n_val, size)
+    model = create_model(src, device="cpu")
+    scenes = validation_scenes(n_val, model.config.input_size)
     outputs = predict_outputs(model, scenes)
-    sweep = panoptic_eval(outputs, scenes, (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95))
+    sweep = panoptic_eval(outputs, scenes, THRESHOLD_SWEEP)
     for t, r in sweep.items():
         print(f"val threshold {t:g}: PQ {r['all']['pq']:.2f} things {r['things']['pq']:.2f} "
               f"stuff {r['stuff']['pq']:.2f}")
     best = max(sweep, key=lambda t: sweep[t]["all"]["pq"])
     print(f"chosen threshold {best:g} (best validation PQ on {n_val} scenes)")
-    ckpt["config"] = cfg.replace(threshold=float(best)).to_dict()
-    meta = dict(ckpt["meta"])
+    meta = release_meta(src)
     meta["threshold_choice"] = f"best PQ on {n_val} validation scenes (seeds VAL_SEED0 + i)"
     meta["val_PQ"] = {str(t): round(r["all"]["pq"], 2) for t, r in sweep.items()}
     if test_pq:
         meta.update(json.loads(test_pq))
-    ckpt["meta"] = meta
     dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, dst)
+    save_release(model, model.config.replace(threshold=float(best)), dst, meta)
     write_sha256(dst)
 
 

@@ -8,12 +8,26 @@ import numpy as np
 import pytest
 import torch
 
+import detr_viz
+from detr_viz.boxes import cxcywh_to_xyxy, generalized_box_iou
 from detr_viz.categories import get_categories
 from detr_viz.config import DETRConfig
 from detr_viz.segmentation import DETRPanoptic
-from detr_viz.toyworld import (DEFAULT_SIZE, TEST_SEED0, VAL_SEED0, generate_scene, sample_scenes,
-                               toyworld_categories)
+from detr_viz.toyworld import (
+    DEFAULT_SIZE,
+    TEST_SEED0,
+    TOYWORLD_CONFIG,
+    VAL_SEED0,
+    generate_scene,
+    sample_scenes,
+    toyworld_categories,
+)
 from detr_viz.toyworld import train as tw
+from detr_viz.toyworld.config import TrainConfig, toyworld_model_config
+from detr_viz.toyworld.criterion import detection_losses
+from detr_viz.toyworld.data import SceneDataset, image_tensor
+from detr_viz.toyworld.matcher import hungarian_match
+from detr_viz.weights import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "models" / "toyworld.pt"
@@ -79,25 +93,25 @@ def test_ground_truth_is_consistent(size):
 def test_seed_splits_are_disjoint():
     assert VAL_SEED0 + 10_000 <= TEST_SEED0
     with pytest.raises(ValueError):
-        tw.SceneDataset(VAL_SEED0 - 5, 10, 64)
+        SceneDataset(VAL_SEED0 - 5, 10, 64)
 
 
 # ---- matching and losses ----------------------------------------------------------------------
 
 def test_giou_and_matcher():
     boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.4]])
-    g = tw.generalized_box_iou(tw.box_xyxy(boxes), tw.box_xyxy(boxes))
+    g = generalized_box_iou(cxcywh_to_xyxy(boxes), cxcywh_to_xyxy(boxes))
     assert torch.allclose(torch.diag(g), torch.ones(2))
     assert (g[0, 1] < 0).item()                                      # disjoint boxes: GIoU < 0
-    tc = tw.TrainConfig()
+    tc = TrainConfig()
     target = {"labels": torch.tensor([5, 2]), "boxes": boxes.flip(0)}
     logits = torch.full((4, 9), -5.0)
     logits[1, 2] = logits[3, 5] = 5.0
     pred_boxes = torch.rand(4, 4) * 0.1 + 0.45
     pred_boxes[1], pred_boxes[3] = boxes[0], boxes[1]
-    q, t = tw.hungarian_match(logits, pred_boxes, target, tc)
+    q, t = hungarian_match(logits, pred_boxes, target, tc)
     assert dict(zip(q.tolist(), t.tolist())) == {1: 1, 3: 0}
-    d = tw.detection_losses(logits[None], pred_boxes[None], [target], [(q, t)], 2.0, tc)
+    d = detection_losses(logits[None], pred_boxes[None], [target], [(q, t)], 2.0, tc)
     assert d["l1"].item() == pytest.approx(0.0, abs=1e-6)
     assert d["giou"].item() == pytest.approx(0.0, abs=1e-6)
 
@@ -109,8 +123,8 @@ TINY = dict(backbone="resnet18", hidden_dim=128, nheads=8, enc_layers=1, dec_lay
 
 
 def test_two_training_steps(tmp_path):
-    cfg = tw.toyworld_model_config(**TINY)
-    tc = tw.TrainConfig(size=64, batch_size=2, det_images=2, mask_images=2, workers=0, val_n=0,
+    cfg = toyworld_model_config(**TINY)
+    tc = TrainConfig(size=64, batch_size=2, det_images=2, mask_images=2, workers=0, val_n=0,
                         warmup_steps=1, log_every=1)
     before = {k: v.clone() for k, v in tw.build_train_model(cfg, tc.seed).state_dict().items()}
     model = tw.train(cfg, tc, tmp_path, resume=False, release_path=tmp_path / "tiny.pt")
@@ -129,8 +143,8 @@ def test_two_training_steps(tmp_path):
     ckpt = torch.load(tmp_path / "tiny.pt", weights_only=True)
     assert ckpt["config"]["frozen_bn"] is True
     assert all(v.dtype in (torch.float16, torch.int64) for v in ckpt["model"].values())
-    released = tw.load_release(tmp_path / "tiny.pt")
-    x = tw.image_tensor(generate_scene(7, 64).image)[None]
+    released = detr_viz.create_model(tmp_path / "tiny.pt", device="cpu")    # the one way to load a model
+    x = image_tensor(generate_scene(7, 64).image)[None]
     model.eval()
     with torch.no_grad():
         a, b = model(x), released(x)
@@ -143,8 +157,8 @@ def eval_json(line):
 
 
 def test_training_resumes(tmp_path):
-    cfg = tw.toyworld_model_config(**TINY)
-    tc = tw.TrainConfig(size=64, batch_size=2, det_images=6, mask_images=0, workers=0, val_n=0, log_every=1)
+    cfg = toyworld_model_config(**TINY)
+    tc = TrainConfig(size=64, batch_size=2, det_images=6, mask_images=0, workers=0, val_n=0, log_every=1)
     tw.train(cfg, tc, tmp_path, resume=False, stop_after_steps=2)
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ckpt["state"]["images"] == 4
@@ -154,6 +168,19 @@ def test_training_resumes(tmp_path):
 
 
 # ---- the shipped model ------------------------------------------------------------------------
+
+def test_toyworld_config_is_written_once():
+    """The registry, the trainer and the shipped file use one config (the merge threshold 0.85
+    chosen on validation scenes; the trainer used to say 0.7)."""
+    assert MODELS["toyworld"].config is TOYWORLD_CONFIG
+    assert toyworld_model_config() == TOYWORLD_CONFIG
+    assert TOYWORLD_CONFIG.threshold == 0.85
+    assert (TOYWORLD_CONFIG.input_size, TOYWORLD_CONFIG.max_input_size) == (DEFAULT_SIZE, 3 * DEFAULT_SIZE)
+    assert TOYWORLD_CONFIG.bbox_attention_scale == 8 * 10 * 10              # M x h x w at 160 px, stride 16
+    if SHIPPED.is_file():
+        ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+        assert DETRConfig.from_dict(ckpt["config"]) == TOYWORLD_CONFIG
+
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="assets/models/toyworld.pt not built yet")
 def test_shipped_checkpoint():
