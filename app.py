@@ -12,7 +12,8 @@ import streamlit as st
 
 import detr_viz
 from detr_viz import samples
-from detr_viz.explain import dims, display_image, home
+from detr_viz.explain import home
+from detr_viz.explain.common import dims, display_image
 from detr_viz.viz import panoptic_overlay
 from detr_viz.weights import MODELS, WeightsUnavailable
 from ui import page, state

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from detr_viz.explain import backbone as bb
-from detr_viz.explain import dims, display_image
+from detr_viz.explain import step1_backbone as bb
+from detr_viz.explain.common import dims, display_image
 from detr_viz.images import MEAN, STD
 from ui import page, state
 

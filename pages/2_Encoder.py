@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from detr_viz.explain import box_cell, cell_of_pixel, dims, display_image, mark_cell
-from detr_viz.explain import encoder as enc
-from detr_viz.explain.decoder import real_class_ranking
+from detr_viz.explain import step2_encoder as enc
+from detr_viz.explain.common import box_cell, cell_of_pixel, dims, display_image, mark_cell
+from detr_viz.explain.step3_decoder import real_class_ranking
 from ui import page, state
 
 STEP = 2

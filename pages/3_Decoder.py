@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from detr_viz.explain import decoder as dec
-from detr_viz.explain import dims
+from detr_viz.explain import step3_decoder as dec
+from detr_viz.explain.common import dims
 from ui import page, state
 
 STEP = 3

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from detr_viz.explain import attention as att
-from detr_viz.explain import dims
-from detr_viz.explain.decoder import real_class_ranking
+from detr_viz.explain import step4_box_attention as att
+from detr_viz.explain.common import dims
+from detr_viz.explain.step3_decoder import real_class_ranking
 from ui import page, state
 
 STEP = 4

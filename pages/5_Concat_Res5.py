@@ -1,11 +1,12 @@
 """Step 5: the concatenation with "Res5" — where is this coming from?
 
-A thin view over detr_viz.explain.concat: every number below is read from the live trace.
+A thin view over detr_viz.explain.step5_concat_res5: every number below is read from the live trace.
 """
 import pandas as pd
 import streamlit as st
 
-from detr_viz.explain import concat, dims
+from detr_viz.explain import step5_concat_res5 as concat
+from detr_viz.explain.common import dims
 from ui import page, state
 
 STEP = 5

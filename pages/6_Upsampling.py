@@ -1,12 +1,12 @@
 """Step 6: upsampling with Res4, Res3, Res2 — the FPN-style mask head, stage by stage.
 
-A thin view over detr_viz.explain.upsampling: every number below is read from the live trace.
+A thin view over detr_viz.explain.step6_upsampling: every number below is read from the live trace.
 """
 import pandas as pd
 import streamlit as st
 
-from detr_viz.explain import dims
-from detr_viz.explain import upsampling as up
+from detr_viz.explain import step6_upsampling as up
+from detr_viz.explain.common import dims
 from ui import page, state
 
 STEP = 6

@@ -1,12 +1,13 @@
 """Step 7: the merge — from K mask-logit maps to one panoptic map, as the official
 PostProcessPanoptic does it, quirks included.
 
-A thin view over detr_viz.explain.merge and the intermediate fields of PanopticResult.
+A thin view over detr_viz.explain.step7_merge and the intermediate fields of PanopticResult.
 """
 import pandas as pd
 import streamlit as st
 
-from detr_viz.explain import dims, merge
+from detr_viz.explain import step7_merge as merge
+from detr_viz.explain.common import dims
 from detr_viz.postprocess import SMALL_AREA
 from detr_viz.viz import fit_width
 from ui import page, state

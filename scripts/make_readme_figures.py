@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import detr_viz  # noqa: E402
-from detr_viz.explain import attention, display_image, upsampling  # noqa: E402
+from detr_viz.explain import step4_box_attention as attention
+from detr_viz.explain import step6_upsampling as upsampling
+from detr_viz.explain.common import display_image  # noqa: E402
 from detr_viz.viz import load_font, panoptic_overlay  # noqa: E402
 
 

@@ -5,11 +5,10 @@ import time
 
 import numpy as np
 import pytest
-
-from detr_viz.explain import dims
-from ui import state
-
 from app_helpers import app, assert_clean, texts
+
+from detr_viz.explain.common import dims
+from ui import state
 
 PAGES = {1: "pages/1_Backbone.py", 2: "pages/2_Encoder.py", 3: "pages/3_Decoder.py", 4: "pages/4_Box_attention.py"}
 

@@ -1,4 +1,4 @@
-"""detr_viz.explain.concat / upsampling / merge / tensors (pages 5-8): every claim a page makes is
+"""detr_viz.explain.step5_concat_res5 / step6_upsampling / step7_merge / tensors (pages 5-8): every claim a page makes is
 checked against the live tensors or against the official merge's own maps."""
 import io
 
@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY, confident_model, tiny_model
 from PIL import Image
 
 import detr_viz
 from detr_viz.categories import coco_categories
-from detr_viz.explain import concat, merge, tensors, upsampling
+from detr_viz.explain import step5_concat_res5 as concat
+from detr_viz.explain import step6_upsampling as upsampling
+from detr_viz.explain import step7_merge as merge
+from detr_viz.explain import tensors
 from detr_viz.postprocess import _resize_ids, postprocess_panoptic
-
-from conftest import TINY, confident_model, tiny_model
 
 SIZE = 160          # small network input: fast traces
 

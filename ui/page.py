@@ -17,8 +17,10 @@ from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 import detr_viz
-from detr_viz.explain import DISPLAY_WIDTH      # the width of a main picture, defined once (pages use page.DISPLAY_WIDTH)
-from detr_viz.explain.decoder import query_class
+from detr_viz.explain.common import (
+    DISPLAY_WIDTH,  # the width of a main picture, defined once (pages use page.DISPLAY_WIDTH)
+)
+from detr_viz.explain.step3_decoder import query_class
 from detr_viz.stages import STEPS, stage, stages_of_step
 from detr_viz.viz import fit_width
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from html import escape
 
 from ..stages import STEPS
-from . import dims
+from .common import dims
 
 # Okabe-Ito colours (readable with every common colour-vision deficiency), lightened for fills.
 STEP_COLORS = {1: "#E69F00", 2: "#56B4E9", 3: "#009E73", 4: "#CC79A7", 5: "#0072B2", 6: "#D55E00", 7: "#F0E442"}

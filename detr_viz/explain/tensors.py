@@ -132,7 +132,9 @@ def figure_names(trace) -> list[str]:
 
 def figure(trace, result, name: str, q: int) -> Image.Image:
     """Draw one of `figure_names` (result = the merge at the session threshold)."""
-    from . import concat, merge, upsampling
+    from . import step5_concat_res5 as concat
+    from . import step6_upsampling as upsampling
+    from . import step7_merge as merge
     if name.startswith("Panoptic map over"):
         return panoptic_overlay(trace.image, result)
     if name.startswith("Panoptic colour map"):

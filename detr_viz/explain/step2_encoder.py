@@ -12,8 +12,18 @@ import torch
 from PIL import Image
 
 from ..viz import DIVERGING, grid, pca_rgb, to_numpy
-from . import (DISPLAY_WIDTH, cell_index, dims, display_image, effective_cells, grid_overlay, grid_picture,
-               mark_cell, rgb_grid_picture, tile_width)
+from .common import (
+    DISPLAY_WIDTH,
+    cell_index,
+    dims,
+    display_image,
+    effective_cells,
+    grid_overlay,
+    grid_picture,
+    mark_cell,
+    rgb_grid_picture,
+    tile_width,
+)
 
 
 # ---- where the encoded image comes from ----------------------------------------------------------

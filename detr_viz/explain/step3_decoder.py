@@ -14,7 +14,7 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
 from ..viz import boxes_to_xyxy, draw_boxes, grid, load_font, to_numpy
-from . import DISPLAY_WIDTH, dims, display_image, grid_overlay, tile_width
+from .common import DISPLAY_WIDTH, dims, display_image, grid_overlay, tile_width
 
 # Okabe-Ito, for lines of a chart (colour-blind safe); "no object" is drawn grey and dashed.
 LINE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..viz import boxes_to_xyxy, draw_boxes, table_grid, to_numpy
-from . import DISPLAY_WIDTH, dims, display_image, grid_overlay
+from .common import DISPLAY_WIDTH, dims, display_image, grid_overlay
 
 
 def formula_latex(trace) -> list[tuple[str, str]]:

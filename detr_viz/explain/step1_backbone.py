@@ -13,7 +13,7 @@ from PIL import Image
 from ..images import MEAN, STD, denormalize
 from ..stages import stages_of_step
 from ..viz import DIVERGING, grid, heatmap, pca, scores_rgb, size_at_width, top_channels
-from . import DISPLAY_WIDTH, dims, display_image, grid_overlay, grid_picture, rgb_grid_picture, tile_width
+from .common import DISPLAY_WIDTH, dims, display_image, grid_overlay, grid_picture, rgb_grid_picture, tile_width
 
 CHANNEL_NAMES = ("red", "green", "blue")
 

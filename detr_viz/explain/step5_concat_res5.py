@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..viz import DIVERGING, SEQUENTIAL, grid, heatmap, load_font, size_at_width, to_numpy
-from . import display_image, grid_overlay
+from .common import display_image, grid_overlay
 
 FEATURE_EDGE = (0, 114, 178)      # Okabe-Ito blue: the d feature channels
 ATTENTION_EDGE = (230, 159, 0)    # Okabe-Ito orange: the M attention channels
