@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from app_helpers import app, assert_clean, texts
 
+from detr_viz.explain import step4_box_attention as att
 from detr_viz.explain.common import dims
-from ui import state
+from ui import page, state
 
 PAGES = {1: "pages/1_Backbone.py", 2: "pages/2_Encoder.py", 3: "pages/3_Decoder.py", 4: "pages/4_Box_attention.py"}
 
@@ -141,10 +142,10 @@ def test_box_attention_grid_click_selects_query_and_head():
     assert at.session_state["att_head"] is None
     t = session_trace(at)
     kept = sorted(t.panoptic.kept.tolist(), key=lambda q: -t.panoptic.scores[q])      # the rows, at 0.85
-    pic_layout = state.memo(t, ("att.grid", tuple(kept), "query", 720),             # the picture shown
-                            lambda: pytest.fail("the page did not memoise its grid"))
+    misses = t.derived.misses
+    pic, layout = att.maps_grid(t, kept, att.row_labels(t, kept), 2 * page.DISPLAY_WIDTH, "query")   # shown
+    assert t.derived.misses == misses, "the page did not cache its grid under the library function's key"
     queries = kept
-    pic, layout = pic_layout
     x, y = layout.tile_origin(2, 5)                            # third row, head 6
     at.session_state["att_grid_click"] = {"x": x + 3, "y": y + 3, "width": pic.width, "height": pic.height,
                                           "unix_time": 123}

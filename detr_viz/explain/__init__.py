@@ -19,7 +19,7 @@ from .common import (
                      grid_overlay,
                      grid_picture,
                      grid_to_picture,
-                     mark_cell,
+                     mark_cell, marked_photo,
                      picture_size,
                      rgb_grid_picture,
                      shape_str,
@@ -27,5 +27,5 @@ from .common import (
 )
 
 __all__ = ["DISPLAY_WIDTH", "Dims", "box_cell", "cell_index", "cell_of_pixel", "cell_rect", "dims", "display_image",
-           "effective_cells", "grid_overlay", "grid_picture", "grid_to_picture", "mark_cell", "picture_size",
+           "effective_cells", "grid_overlay", "grid_picture", "grid_to_picture", "mark_cell", "marked_photo", "picture_size",
            "rgb_grid_picture", "shape_str", "tile_width"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..cache import cached
 from ..viz import SEQUENTIAL, colorize, fit_width, size_at_width
 
 DISPLAY_WIDTH = 720          # main pictures: readable on a projector (the app's pages use this one too)
@@ -65,18 +66,19 @@ def dims(trace) -> Dims:
                 dec_layers=cfg.dec_layers, backbone=cfg.backbone)
 
 
+SHAPE_SEPARATOR = " x "
+
+
 def shape_str(shape) -> str:
-    """(1, 2048, 25, 34) -> '1 x 2048 x 25 x 34'."""
-    return " x ".join(str(int(s)) for s in shape)
+    """(1, 2048, 25, 34) -> '1 x 2048 x 25 x 34': every shape and size the app writes, in one format."""
+    return SHAPE_SEPARATOR.join(str(int(s)) for s in shape)
 
 
+@cached
 def display_image(trace, width: int = DISPLAY_WIDTH) -> Image.Image:
-    """The photo at a display width, kept on the trace (a 4096-pixel photo is not resized again on
+    """The photo at a display width, cached on the trace (a 4096-pixel photo is not resized again on
     every page run). Shared: draw on a copy, never on the returned image itself."""
-    cache = trace.__dict__.setdefault("_display_images", {})
-    if width not in cache:
-        cache[width] = fit_width(trace.image.convert("RGB"), width)
-    return cache[width]
+    return fit_width(trace.image.convert("RGB"), width)
 
 
 # ---- the h x w grid over the photo --------------------------------------------------------------
@@ -147,6 +149,12 @@ def mark_cell(trace, image: Image.Image, cell, color=(255, 40, 40), width: int =
     draw.rectangle((x0 - width, y0 - width, x1 + width, y1 + width), outline=(255, 255, 255), width=max(1, width // 2))
     draw.rectangle((x0, y0, x1, y1), outline=color, width=width)
     return img
+
+
+@cached
+def marked_photo(trace, cell, width: int = DISPLAY_WIDTH) -> Image.Image:
+    """The photo at a display width with grid cell (row, col) outlined."""
+    return mark_cell(trace, display_image(trace, width), cell)
 
 
 def box_cell(trace, box_cxcywh) -> tuple[int, int]:

@@ -11,7 +11,10 @@ from __future__ import annotations
 from html import escape
 
 from ..stages import STEPS
-from .common import dims
+from ..cache import cached
+from ..viz import panoptic_overlay
+from .common import DISPLAY_WIDTH, dims, display_image, shape_str
+from .step7_merge import merged
 
 # Okabe-Ito colours (readable with every common colour-vision deficiency), lightened for fills.
 STEP_COLORS = {1: "#E69F00", 2: "#56B4E9", 3: "#009E73", 4: "#CC79A7", 5: "#0072B2", 6: "#D55E00", 7: "#F0E442"}
@@ -32,22 +35,21 @@ def shapes(trace) -> dict:
     """The live shape written on every arrow of the diagram (batch dimension left out)."""
     D = dims(trace)
     H4, W4 = trace.shape("pred_masks")[-2:]
-    x = " x "
-    res = {k: x.join(map(str, trace.shape(f"backbone.res{k}")[1:])) for k in (2, 3, 4, 5)}
+    res = {k: shape_str(trace.shape(f"backbone.res{k}")[1:]) for k in (2, 3, 4, 5)}
     return {
-        "image": f"3{x}{D.H0}{x}{D.W0}",
-        "input": f"3{x}{D.H}{x}{D.W}",
+        "image": shape_str((3, D.H0, D.W0)),
+        "input": shape_str((3, D.H, D.W)),
         "res5": res[5], "res4": res[4], "res3": res[3], "res2": res[2],
-        "proj": f"{D.d}{x}{D.h}{x}{D.w}",
-        "memory": f"{D.d}{x}{D.h}{x}{D.w}",
-        "queries": f"{D.N}{x}{D.d}",
-        "box_embeddings": f"{D.d}{x}{D.N}",
-        "classes": f"{D.N}{x}{D.C + 1}",
-        "boxes": f"{D.N}{x}4",
-        "maps": f"{D.N}{x}{D.M}{x}{D.h}{x}{D.w}",
-        "concat": f"{D.N}{x}{D.d + D.M}{x}{D.h}{x}{D.w}",
-        "masks": f"{D.N}{x}{H4}{x}{W4}",
-        "panoptic": f"{D.H0}{x}{D.W0}",
+        "proj": shape_str((D.d, D.h, D.w)),
+        "memory": shape_str((D.d, D.h, D.w)),
+        "queries": shape_str((D.N, D.d)),
+        "box_embeddings": shape_str((D.d, D.N)),
+        "classes": shape_str((D.N, D.C + 1)),
+        "boxes": shape_str((D.N, 4)),
+        "maps": shape_str((D.N, D.M, D.h, D.w)),
+        "concat": shape_str((D.N, D.d + D.M, D.h, D.w)),
+        "masks": shape_str((D.N, H4, W4)),
+        "panoptic": shape_str((D.H0, D.W0)),
     }
 
 
@@ -167,3 +169,9 @@ def timings_figure(trace):
                       xaxis=dict(title="seconds", range=[0, longest * 1.5]), yaxis=dict(autorange="reversed"),
                       font=dict(size=15))
     return fig
+
+
+@cached
+def panoptic_picture(trace, threshold: float, width: int = DISPLAY_WIDTH):
+    """The merge at `threshold` over the photo at a display width."""
+    return panoptic_overlay(display_image(trace, width), merged(trace, threshold))

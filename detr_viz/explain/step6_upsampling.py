@@ -22,10 +22,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ..cache import cached
 from ..viz import DIVERGING, SEQUENTIAL, fit_width, heatmap, load_font, size_at_width, to_numpy
 
 RES_OF_ADAPTER = {1: "Res4", 2: "Res3", 3: "Res2"}
 
+
+QUERIES_KEEP = 12               # views and pictures kept per trace: the last few queries
 
 def fraction(trace, name: str) -> str:
     """Resolution of a stage relative to the network input, as '1/32' (power of two nearest to the
@@ -48,6 +51,7 @@ def _hw(shape) -> str:
     return f"{shape[-2]}×{shape[-1]}"
 
 
+@cached
 def channel_plan(trace) -> list[dict]:
     """One row per operation of the mask head: resolution, operation, channels in -> out, norm and
     the live shape of one query's output, read from the model's modules and the trace."""
@@ -124,6 +128,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
+@cached(keep=QUERIES_KEEP)
 def mask_logits(trace, q: int) -> np.ndarray:
     """(h4, w4) the query's mask logits (pred_masks row = out_lay output)."""
     return to_numpy(trace.query("pred_masks", q)[0])
@@ -160,6 +165,7 @@ class FPNLevel:
     channels: int
 
 
+@cached(keep=QUERIES_KEEP)
 def fpn_level(trace, q: int, k: int, view="pc1") -> FPNLevel:
     up = to_numpy(trace.query(f"mask_head.up{k}", q))                       # (C, H, W)
     skip = to_numpy(trace[f"mask_head.adapter{k}"][0])                       # (C, H, W) same for all queries
@@ -211,6 +217,7 @@ class SharpStage:
     kind: str                   # 'pc1', 'attention' or 'logits'
 
 
+@cached(keep=QUERIES_KEEP)
 def sharpening(trace, q: int, d: int | None = None) -> list[SharpStage]:
     """The mask taking shape: the query's attention (sum of its M maps, the only per-query input),
     then the first principal component after each resolution's conv block (oriented so that + means
@@ -282,3 +289,30 @@ def logit_range(logits: np.ndarray) -> dict:
     p = sigmoid(logits)
     return {"min": float(logits.min()), "max": float(logits.max()), "share_positive": float((logits > 0).mean()),
             "p_min": float(p.min()), "p_max": float(p.max())}
+
+
+# ---- what the page draws, cached per trace (the last QUERIES_KEEP queries) ----------------------------
+@cached(keep=QUERIES_KEEP)
+def sharpening_picture_of(trace, q: int) -> Image.Image:
+    return sharpening_picture(sharpening(trace, q))
+
+
+@cached(keep=QUERIES_KEEP)
+def fpn_picture_of(trace, q: int, k: int, view="pc1") -> Image.Image:
+    return fpn_picture(fpn_level(trace, q, k, view))
+
+
+@cached(keep=QUERIES_KEEP)
+def logits_picture_of(trace, q: int) -> Image.Image:
+    return logits_picture(mask_logits(trace, q))
+
+
+@cached(keep=QUERIES_KEEP)
+def sigmoid_picture_of(trace, q: int) -> Image.Image:
+    return sigmoid_picture(mask_logits(trace, q))
+
+
+@cached(keep=QUERIES_KEEP)
+def mask_overlay_of(trace, q: int) -> Image.Image:
+    """sigmoid(query q's mask logits) over the photo."""
+    return mask_overlay(mask_logits(trace, q), trace.image)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ..cache import cached
 from ..postprocess import SMALL_AREA, instance_color
 from ..viz import SEQUENTIAL, edge_mask, fit_width, heatmap, load_font, panoptic_overlay, size_at_width
 
@@ -449,3 +450,93 @@ def display_to_photo(xy, display_size, photo_size) -> tuple[int, int]:
 def photo_to_display(xy, photo_size, display_size) -> tuple[int, int]:
     (W, H), (dw, dh) = photo_size, display_size
     return min(dw - 1, int((xy[0] + 0.5) * dw / W)), min(dh - 1, int((xy[1] + 0.5) * dh / H))
+
+
+# ---------------------------------------------------------------------------------------------
+# the merge at a threshold, and what the page draws from it, cached per trace
+# ---------------------------------------------------------------------------------------------
+MERGES_KEEP = 8                 # merges kept per trace (thresholds, LRU)
+VIEWS_KEEP = 4                  # each picture or table of the Merge page: its last few thresholds
+WINNER_MAPS = ("before_merge", "after_merge", "final")     # PanopticResult.winner_<name>
+
+
+@cached(keep=MERGES_KEEP)
+def merged(trace, threshold: float):
+    """The merge at `threshold`: the trace's own merge at its own threshold, else a new one."""
+    threshold = round(float(threshold), 4)
+    return trace.panoptic if abs(threshold - trace.threshold) < 1e-9 else trace.merge(threshold)
+
+
+@cached(keep=VIEWS_KEEP)
+def colors_at(trace, threshold: float) -> dict[int, tuple[int, int, int]]:
+    return query_colors(merged(trace, threshold), trace.categories)
+
+
+@cached(keep=VIEWS_KEEP)
+def filter_rows_at(trace, threshold: float) -> list[dict]:
+    return filter_rows(merged(trace, threshold), trace.categories)
+
+
+@cached(keep=VIEWS_KEEP)
+def legend_at(trace, threshold: float, width: int = 720) -> Image.Image:
+    return query_legend(merged(trace, threshold), trace.categories, colors_at(trace, threshold), width=width)
+
+
+@cached
+def network_input_picture(trace, width: int) -> Image.Image:
+    """The network input (the resized photo) at a display width: the background of the winner maps."""
+    return fit_width(trace.pre.resized_image, width)
+
+
+@cached(keep=VIEWS_KEEP * len(WINNER_MAPS))
+def owner_picture_at(trace, threshold: float, stage: str, width: int) -> Image.Image:
+    """The winner map `winner_<stage>` (one of WINNER_MAPS) over the network input."""
+    result = merged(trace, threshold)
+    return owner_picture(getattr(result, f"winner_{stage}"), colors_at(trace, threshold), width,
+                         network_input_picture(trace, width))
+
+
+@cached(keep=VIEWS_KEEP * 2)
+def changed_picture_at(trace, threshold: float, before: str, after: str, width: int) -> Image.Image:
+    """Pixels whose owner differs between winner maps `before` and `after` (names in WINNER_MAPS)."""
+    result = merged(trace, threshold)
+    return changed_picture(getattr(result, f"winner_{before}"), getattr(result, f"winner_{after}"),
+                           colors_at(trace, threshold), width, network_input_picture(trace, width))
+
+
+@cached(keep=VIEWS_KEEP)
+def reassignments_at(trace, threshold: float) -> list[dict]:
+    """Pixels moved by the stuff merge, by (from query, to query)."""
+    result = merged(trace, threshold)
+    return reassignments(result.winner_before_merge, result.winner_after_merge)
+
+
+@cached(keep=VIEWS_KEEP)
+def fate_of_dropped_at(trace, threshold: float) -> list[dict]:
+    return fate_of_dropped(merged(trace, threshold))
+
+
+@cached(keep=VIEWS_KEEP)
+def confidence_map_at(trace, threshold: float) -> np.ndarray:
+    return confidence_map(trace, merged(trace, threshold))
+
+
+@cached(keep=VIEWS_KEEP)
+def confidence_picture_at(trace, threshold: float, width: int) -> Image.Image:
+    return confidence_picture(confidence_map_at(trace, threshold), width)
+
+
+@cached(keep=VIEWS_KEEP)
+def quarter_map_at(trace, threshold: float) -> QuarterMap:
+    return quarter_map(trace, merged(trace, threshold))
+
+
+@cached(keep=VIEWS_KEEP)
+def quarter_picture_at(trace, threshold: float, width: int) -> Image.Image:
+    return owner_picture(quarter_map_at(trace, threshold).owner, colors_at(trace, threshold), width,
+                         network_input_picture(trace, width))
+
+
+@cached(keep=VIEWS_KEEP)
+def display_overlay_at(trace, threshold: float, max_width: int = 1440) -> Image.Image:
+    return display_overlay(trace.image, merged(trace, threshold), max_width)

@@ -8,6 +8,7 @@ import re
 import numpy as np
 from PIL import Image
 
+from ..cache import cached
 from ..images import denormalize
 from ..stages import stage
 from ..trace import DERIVED
@@ -72,6 +73,7 @@ def _channels(x: np.ndarray, n: int, tile: int, label: str = "ch", first: int = 
     return grid(tiles, min(4, len(tiles)), labels=labels, label_height=20)
 
 
+@cached
 def stage_preview(trace, name: str, q: int | None = None, n: int = 8, tile: int = 200,
                   width: int = 800) -> tuple[Image.Image, str]:
     """(picture, caption) of a stage: channel grid for feature maps, per-head matrices for attention,
@@ -174,3 +176,17 @@ def trace_megabytes(trace) -> float:
         item = 1 if (n in trace.tensors and trace.tensors[n].dtype.itemsize == 1) else 4
         total += int(np.prod(shape)) * item
     return total / 1e6
+
+
+# ---- what the page draws, cached per trace ---------------------------------------------------------
+# Keyed by the traced queries too: the trace grows when a page runs the mask head for another query.
+@cached(keep=2)
+def summary_at(trace, mask_queries: tuple) -> list[dict]:
+    """The All tensors table (`Trace.summary()`) while `mask_queries` are the traced queries."""
+    return trace.summary()
+
+
+@cached(keep=2)
+def megabytes_at(trace, mask_queries: tuple) -> float:
+    """trace_megabytes while `mask_queries` are the traced queries."""
+    return trace_megabytes(trace)
