@@ -127,7 +127,7 @@ def test_box_attention_page_answers_and_verifies_the_sums():
     assert_clean(at)
     assert "without values and without an output projection" in at.success[0].value
     assert "**10 x 8 x 25 x 32**" in at.success[0].value
-    assert len(at.latex) >= 4 and any("6400" in l.value or "sqrt{16}" in l.value for l in at.latex)
+    assert len(at.latex) >= 4 and any("6400" in x.value or "sqrt{16}" in x.value for x in at.latex)
     sums = next(df.value for df in at.dataframe if "sum of its M maps" in df.value.columns)
     assert len(sums) == 5
     np.testing.assert_allclose(sums["sum of its M maps"], 1.0, atol=1e-5)

@@ -361,3 +361,54 @@ def test_display_overlay_and_click_mapping(synthetic):
         d = merge.photo_to_display(xy, (70, 50), (140, 100))
         assert merge.display_to_photo(d, (140, 100), (70, 50)) == xy
     assert merge.display_to_photo((1439, 959), (1440, 960), (3000, 2000)) == (2997, 1997)
+
+
+def test_declared_caches_are_bounded_lrus():
+    """A @cached function keeps its `keep` most recent values per trace (its own LRU group); merged
+    keeps MERGES_KEEP thresholds and serves the trace's own merge at its own threshold."""
+    from types import SimpleNamespace
+
+    from detr_viz.cache import DerivedCache, cached
+    calls = []
+
+    @cached(keep=3)
+    def tens(trace, k):
+        calls.append(k)
+        return k * 10
+
+    t = SimpleNamespace(derived=DerivedCache())
+    assert [tens(t, k) for k in [1, 2, 3, 1, 4, 5]] == [10, 20, 30, 10, 40, 50]
+    assert calls == [1, 2, 3, 4, 5]                                        # 1 was reused
+    assert tens(t, 1) == 10 and tens(t, 5) == 50 and calls == [1, 2, 3, 4, 5]
+    tens(t, 2)                                                             # 2 and 3 were evicted
+    assert calls[-1] == 2 and len(calls) == 6
+
+    @cached(keep=4)
+    def pic(trace, q):
+        calls.append(("pic", q))
+        return q
+
+    @cached
+    def other(trace):
+        return "x"
+
+    t, calls = SimpleNamespace(derived=DerivedCache()), []
+    for q in range(6):
+        assert pic(t, q) == q
+    assert other(t) == "x"                                                 # its own group
+    assert pic(t, 5) == 5 and calls == [("pic", q) for q in range(6)]      # cached: not called again
+    assert len(t.derived) == 4 + 1
+    pic(t, 1)                                                              # evicted: made again
+    assert calls[-1] == ("pic", 1)
+
+    merges = []
+    t = SimpleNamespace(threshold=0.85, panoptic="own", merge=lambda thr: merges.append(thr) or f"at {thr}",
+                        derived=DerivedCache())
+    assert merge.merged(t, 0.85) == "own" and merges == []                # the trace's own merge
+    thresholds = [round(0.1 + i / 100, 2) for i in range(merge.MERGES_KEEP + 3)]
+    for thr in thresholds:
+        merge.merged(t, thr)
+    assert len(t.derived) == merge.MERGES_KEEP and merges == thresholds
+    assert merge.merged(t, thresholds[-1]) == f"at {thresholds[-1]}" and len(merges) == len(thresholds)   # reused
+    merge.merged(t, thresholds[0])                                         # evicted: merged again
+    assert merges[-1] == thresholds[0] and len(merges) == len(thresholds) + 1
