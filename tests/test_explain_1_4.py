@@ -254,7 +254,7 @@ def test_box_attention_grid_and_large_map(t):
 
 def test_formula_latex_has_the_live_sizes(t):
     D = explain.dims(t)
-    text = " ".join(c + l for c, l in att.formula_latex(t))
+    text = " ".join(c + x for c, x in att.formula_latex(t))
     assert f"{D.M * D.hw}" in text and f"\\sqrt{{{D.dh}}}" in text
     assert f"{D.N} \\times {D.M} \\times {D.h} \\times {D.w}" in text
 

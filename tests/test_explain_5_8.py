@@ -84,7 +84,7 @@ def test_channel_plan_reads_model_widths_and_live_shapes(t):
     assert rows[1]["channels"] == f"{d + M} → {d + M}" and f"GroupNorm(8, {d + M})" in rows[1]["operation"]
     assert rows[2]["channels"] == f"{d + M} → {d // 2}"
     assert rows[-1]["channels"] == f"{d // 16} → 1"
-    assert rows[-1]["shape (one query)"] == "1 × " + " × ".join(map(str, t.shape("pred_masks")[-2:]))
+    assert rows[-1]["shape (one query)"] == "1 x " + " x ".join(map(str, t.shape("pred_masks")[-2:]))
     assert "Res4" in rows[3]["stage"] and "Res2" in rows[7]["stage"]
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from html import escape
 
-from ..stages import STEPS
 from ..cache import cached
+from ..stages import STEPS
 from ..viz import panoptic_overlay
 from .common import DISPLAY_WIDTH, dims, display_image, shape_str
 from .step7_merge import merged

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from ..cache import cached
 from ..viz import DIVERGING, SEQUENTIAL, grid, heatmap, load_font, size_at_width, to_numpy
-from .common import display_image, grid_overlay
+from .common import display_image, grid_overlay, shape_str
 
 FEATURE_EDGE = (0, 114, 178)      # Okabe-Ito blue: the d feature channels
 ATTENTION_EDGE = (230, 159, 0)    # Okabe-Ito orange: the M attention channels
@@ -163,7 +163,7 @@ def stack_picture(stack: ConcatStack, channels, tile: int = 300, step: tuple[int
     out = Image.new("RGB", (W, H), (255, 255, 255))
     draw = ImageDraw.Draw(out)
     font, small = load_font(20), load_font(16)
-    draw.text((10, 8), f"query {stack.query}: {stack.channels} × {stack.grid[0]} × {stack.grid[1]} "
+    draw.text((10, 8), f"query {stack.query}: {shape_str((stack.channels, *stack.grid))} "
               f"(d + M = {stack.d} + {stack.M} channels)", fill=(20, 20, 20), font=font)
     fmax = max(float(np.abs(stack.features[list(channels)]).max()), 1e-12)
     amax = float(stack.attention.max()) or 1.0
@@ -200,7 +200,7 @@ def stack_picture(stack: ConcatStack, channels, tile: int = 300, step: tuple[int
     draw.text((tx, ay + 26), f"the {stack.M} box-attention maps", fill=(40, 40, 40), font=small)
     draw.text((tx, ay + 46), f"of query {stack.query} only (front: head {stack.M})", fill=(40, 40, 40), font=small)
     draw.text((10, H - 30),
-              f"each sheet: {stack.grid[0]} × {stack.grid[1]} = the res5 grid (1/{stack.stride} of the input)",
+              f"each sheet: {shape_str(stack.grid)} = the res5 grid (1/{stack.stride} of the input)",
               fill=(60, 60, 60), font=small)
     return out
 

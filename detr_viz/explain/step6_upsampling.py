@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from ..cache import cached
 from ..viz import DIVERGING, SEQUENTIAL, fit_width, heatmap, load_font, size_at_width, to_numpy
+from .common import shape_str
 
 RES_OF_ADAPTER = {1: "Res4", 2: "Res3", 3: "Res2"}
 
@@ -47,10 +48,6 @@ def size_note(src, dst) -> str:
     return "not exactly ×2: odd sizes round up in the backbone"
 
 
-def _hw(shape) -> str:
-    return f"{shape[-2]}×{shape[-1]}"
-
-
 @cached
 def channel_plan(trace) -> list[dict]:
     """One row per operation of the mask head: resolution, operation, channels in -> out, norm and
@@ -62,26 +59,26 @@ def channel_plan(trace) -> list[dict]:
         conv, gn = getattr(mh, f"lay{k}"), getattr(mh, f"gn{k}")
         name = f"mask_head.relu{k}"
         rows.append({"stage": f"lay{k} → gn{k} → relu{k}", "resolution": fraction(trace, name),
-                     "operation": f"{conv.kernel_size[0]}×{conv.kernel_size[1]} conv → GroupNorm({gn.num_groups}, "
+                     "operation": f"{conv.kernel_size[0]}x{conv.kernel_size[1]} conv → GroupNorm({gn.num_groups}, "
                                   f"{gn.num_channels}) → ReLU" + (f" ({what})" if what else ""),
                      "channels": f"{conv.in_channels} → {conv.out_channels}",
-                     "shape (one query)": " × ".join(map(str, trace.shape(name)[1:]))})
+                     "shape (one query)": shape_str(trace.shape(name)[1:])})
 
     def skip_row(k):
         ad = getattr(mh, f"adapter{k}")
         up_from = trace.shape(f"mask_head.relu{k + 1}")
         rows.append({"stage": f"adapter{k}({RES_OF_ADAPTER[k]}) + up{k} = fpn{k}",
                      "resolution": fraction(trace, f"mask_head.fpn{k}"),
-                     "operation": f"1×1 conv on {RES_OF_ADAPTER[k]} ({ad.in_channels} → {ad.out_channels}) + "
-                                  f"nearest upsampling {_hw(up_from)} → {_hw(trace.shape(f'mask_head.fpn{k}'))}",
+                     "operation": f"1x1 conv on {RES_OF_ADAPTER[k]} ({ad.in_channels} → {ad.out_channels}) + "
+                                  f"nearest upsampling {shape_str(up_from[-2:])} → {shape_str(trace.shape(f'mask_head.fpn{k}')[-2:])}",
                      "channels": f"{ad.out_channels} + {up_from[1]} → {ad.out_channels} (added, not stacked)",
-                     "shape (one query)": " × ".join(map(str, trace.shape(f"mask_head.fpn{k}")[1:]))})
+                     "shape (one query)": shape_str(trace.shape(f"mask_head.fpn{k}")[1:])})
 
     d, M = trace.config.hidden_dim, trace.config.nheads
     rows.append({"stage": "concat", "resolution": fraction(trace, "mask_head.concat"),
                  "operation": f"input_proj(Res5) ({d} ch) stacked with the query's {M} attention maps (page 5)",
                  "channels": f"{d} + {M} = {d + M}",
-                 "shape (one query)": " × ".join(map(str, trace.shape("mask_head.concat")[1:]))})
+                 "shape (one query)": shape_str(trace.shape("mask_head.concat")[1:])})
     conv_row(1, "")
     conv_row(2, "")
     skip_row(1)
@@ -92,10 +89,10 @@ def channel_plan(trace) -> list[dict]:
     conv_row(5, "")
     out = mh.out_lay
     rows.append({"stage": "out_lay", "resolution": fraction(trace, "mask_head.out_lay"),
-                 "operation": f"{out.kernel_size[0]}×{out.kernel_size[1]} conv to one channel, no norm, "
+                 "operation": f"{out.kernel_size[0]}x{out.kernel_size[1]} conv to one channel, no norm, "
                               "no ReLU: the mask logits",
                  "channels": f"{out.in_channels} → {out.out_channels}",
-                 "shape (one query)": " × ".join(map(str, trace.shape("mask_head.out_lay")[1:]))})
+                 "shape (one query)": shape_str(trace.shape("mask_head.out_lay")[1:])})
     return rows
 
 
@@ -259,7 +256,7 @@ def sharpening_picture(stages: list[SharpStage], tile: int = 320, ncols: int = 3
             t = heatmap(s.values, size, SEQUENTIAL, vmin=0.0)
         else:
             t = heatmap(s.values, size, DIVERGING, symmetric=True)
-        draw.text((x, y), f"{i + 1}. {s.resolution}: {s.hw[0]}×{s.hw[1]}, {s.channels} ch", fill=(20, 20, 20),
+        draw.text((x, y), f"{i + 1}. {s.resolution}: {shape_str(s.hw)}, {s.channels} ch", fill=(20, 20, 20),
                   font=font)
         out.paste(t, (x, y + top - 4))
         draw.text((x, y + top + size[1] - 2), s.title, fill=(40, 40, 40), font=font)

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from ..cache import cached
 from ..postprocess import SMALL_AREA, instance_color
 from ..viz import SEQUENTIAL, edge_mask, fit_width, heatmap, load_font, panoptic_overlay, size_at_width
+from .common import shape_str
 
 NO_OWNER = (40, 40, 40)         # colour of pixels no kept query owns (only when nothing is kept)
 
@@ -308,8 +309,8 @@ def pixel_report(trace, result, x: int, y: int, categories=None) -> PixelReport:
     K = len(kept)
     i_first = kept.index(first)
     h4, w4 = trace.shape("pred_masks")[-2:]
-    steps = [f"Photo pixel (x={x}, y={y}) is pixel (x={px}, y={py}) of the {h} × {w} network input (height × width), "
-             f"where the merge compares the {K} kept masks (bilinearly stretched from {h4} × {w4}).",
+    steps = [f"Photo pixel (x={x}, y={y}) is pixel (x={px}, y={py}) of the {shape_str((h, w))} network input (height x width), "
+             f"where the merge compares the {K} kept masks (bilinearly stretched from {shape_str((h4, w4))}).",
              f"**1. Argmax over the {K} kept queries:** {name(first)} has the highest mask logit here, "
              f"{logits[i_first]:+.3f} (softmax {p_all[i_first]:.3f})."]
     if K > 1:
@@ -396,7 +397,8 @@ def query_legend(result, categories, colors: dict, queries=None, width: int = 72
 
 
 def hex_color(rgb) -> str:
-    return "#%02x%02x%02x" % tuple(int(v) for v in rgb)
+    r, g, b = (int(v) for v in rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def mark_point(image: Image.Image, xy, radius: int = 12) -> Image.Image:
