@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from detr_viz.explain import step7_merge as merge
+from detr_viz.explain import step7_merge_pixel as pixel
 from detr_viz.explain.common import dims, shape_str
 from detr_viz.postprocess import SMALL_AREA
 from ui import page, state
@@ -171,13 +172,13 @@ def one_pixel(ctx: state.Context) -> None:
     photo_size = t.image.size                               # (W, H) = the target size of the merge
     saved = st.session_state.get(K_PIXEL)                   # a click on another image or model does not count
     clicked = saved[1] if saved and saved[0] == ctx.trace_key else None
-    shown = merge.mark_point(overlay, merge.photo_to_display(clicked, photo_size, overlay.size)) if clicked \
+    shown = pixel.mark_point(overlay, pixel.photo_to_display(clicked, photo_size, overlay.size)) if clicked \
         else overlay
     c1, c2 = st.columns([3, 2])
     with c1:
         xy = page.clickable_image(shown, key="merge_click", width=WIDTH)    # in `shown` pixels
     if xy is not None:
-        xy = merge.display_to_photo(xy, overlay.size, photo_size)
+        xy = pixel.display_to_photo(xy, overlay.size, photo_size)
     if xy is not None and xy != clicked:
         st.session_state[K_PIXEL] = (ctx.trace_key, xy)
         st.rerun()                    # redraw the cross-hair at the new pixel
@@ -188,7 +189,7 @@ def one_pixel(ctx: state.Context) -> None:
         note = "Showing the centre of the photo; click the picture to choose a pixel."
     else:
         xy = clicked
-    rep = merge.pixel_report(t, pan, xy[0], xy[1], t.categories)
+    rep = pixel.pixel_report(t, pan, xy[0], xy[1], t.categories)
     with c2:
         if note:
             st.caption(note)
@@ -196,9 +197,9 @@ def one_pixel(ctx: state.Context) -> None:
     pixel_scores(rep, merge.colors_at(t, ctx.threshold))
 
 
-def pixel_scores(rep: merge.PixelReport, colors: dict) -> None:
+def pixel_scores(rep: pixel.PixelReport, colors: dict) -> None:
     """The charts and the table of one pixel's scores."""
-    logit_chart, prob_chart = merge.pixel_charts(rep, colors)
+    logit_chart, prob_chart = pixel.pixel_charts(rep, colors)
     c1, c2 = st.columns(2)
     with c1:
         st.altair_chart(logit_chart, width="stretch")
