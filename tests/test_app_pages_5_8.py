@@ -137,6 +137,23 @@ def test_page7_shows_the_stuff_merge_of_the_duplicate_trees_and_drops_query_6():
     assert list(legend["query"]) == [0, 3, 4, 8]
 
 
+def test_page7_caches_its_pictures_declared_on_the_trace():
+    """The Merge page's pictures live in the trace's DerivedCache, under the library functions' own
+    keys (counted in bytes), not in hand-made caches attached to the trace."""
+    from detr_viz.explain import step7_merge as merge
+    from ui import page
+    at = open_page(P7)
+    no_errors(at)
+    t = app_trace()
+    assert t.derived.nbytes > 0
+    misses = t.derived.misses
+    for stage in merge.WINNER_MAPS:
+        merge.owner_picture_at(t, t.threshold, stage, page.DISPLAY_WIDTH)    # drawn by the page: no new miss
+    merge.display_overlay_at(t, t.threshold, 2 * page.DISPLAY_WIDTH)
+    assert t.derived.misses == misses
+    assert not {"_page_cache", "_merges", "_display_images"} & set(vars(t))
+
+
 def test_page7_threshold_changes_the_kept_set():
     at = open_page(P7)
     assert "**Kept at 0.85: 5 of 10 queries**: 0, 3, 4, 6, 8." in markdown(at)
