@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from ..cache import cached
 from ..viz import boxes_to_xyxy, draw_boxes, grid, load_font, to_numpy
 from .common import DISPLAY_WIDTH, dims, display_image, grid_overlay, tile_width
+from .step7_merge import merged
 
 # Okabe-Ito, for lines of a chart (colour-blind safe); "no object" is drawn grey and dashed.
 LINE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
@@ -236,14 +237,12 @@ def embedding_check(trace) -> dict:
 @cached
 def query_rows_at(trace, threshold: float) -> list[dict]:
     """query_rows of the merge at `threshold`."""
-    from .step7_merge import merged
     return query_rows(trace, merged(trace, threshold))
 
 
 @cached
 def kept_boxes_picture_at(trace, threshold: float, width: int = DISPLAY_WIDTH) -> Image.Image:
     """kept_boxes_picture of the merge at `threshold`."""
-    from .step7_merge import merged
     return kept_boxes_picture(trace, merged(trace, threshold), width)
 
 
