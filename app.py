@@ -12,8 +12,8 @@ import streamlit as st
 
 import detr_viz
 from detr_viz import samples
-from detr_viz.explain import dims, display_image, home
-from detr_viz.viz import panoptic_overlay
+from detr_viz.explain import home
+from detr_viz.explain.common import dims
 from detr_viz.weights import MODELS, WeightsUnavailable
 from ui import page, state
 
@@ -147,9 +147,7 @@ def render(ctx: state.Context) -> None:
         st.subheader("Where it ends: the panoptic map")
         page.threshold_slider(ctx)
         pan = ctx.panoptic
-        pic = state.memo(trace, ("home.panoptic", pan.threshold),
-                         lambda: panoptic_overlay(display_image(trace, page.DISPLAY_WIDTH), pan))
-        st.image(pic, width="stretch")
+        st.image(home.panoptic_picture(trace, pan.threshold, page.DISPLAY_WIDTH), width="stretch")
         if ctx.image_credit:
             st.caption(f"Photo: {ctx.image_credit}")
         things = sum(1 for s in pan.segments if s["isthing"])

@@ -4,7 +4,7 @@
 
 One AppTest session: the home page runs first (it traces the default sample image: not timed),
 then every page is switched to and re-run `--repeats` times; the best and the first (cold:
-first visit, the page's own memoised drawings are made) times are printed.
+first visit, the pictures cached on the trace are made) times are printed.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def main() -> int:
         os.environ["DETR_VIZ_APP_MODEL"] = args.model
     os.chdir(REPO)
     from streamlit.testing.v1 import AppTest
+
     from ui.page import PAGES
 
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600)
@@ -40,7 +41,7 @@ def main() -> int:
     print(f"model {model}; first home run (loads the model and traces the default image): {trace_s:.2f} s")
     print(f"{'page':28}{'first (s)':>10}{'best (s)':>10}  errors")
     worst = 0.0
-    for step, (path, label) in PAGES.items():
+    for path, label in PAGES.values():
         times = []
         for i in range(args.repeats + 1):
             t0 = time.perf_counter()

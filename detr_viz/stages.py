@@ -31,11 +31,11 @@ STEPS = (
     Step(3, "decoder", "Decoder: box embeddings",
          "N learned object queries attend to the encoded image and become N box embeddings, "
          "each with a class and a box, for things and stuff."),
-    Step(4, "attention", "Box attention maps",
+    Step(4, "box_attention", "Box attention maps",
          "Each box embedding attends over the encoded image with M heads: N x M x h x w maps.",
          "We send d x N box embeddings to multi-head attention and get N x M x H/32 x W/32 maps: "
          "what do we do here?"),
-    Step(5, "concat", "Concatenation with Res5",
+    Step(5, "concat_res5", "Concatenation with Res5",
          "Each query's M maps are stacked with input_proj(Res5), the d-channel features that "
          "entered the encoder.",
          "Then we concatenate these maps with the Res5 block: where is this coming from?"),

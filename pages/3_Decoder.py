@@ -4,28 +4,29 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from detr_viz.explain import decoder as dec
-from detr_viz.explain import dims
+from detr_viz.explain import step3_decoder as dec
+from detr_viz.explain.common import dims, shape_str
 from ui import page, state
 
 STEP = 3
+WIDTH = page.DISPLAY_WIDTH          # display width of a picture (D.W is the network input's width)
 
 
-def render(ctx: state.Context) -> None:
+def queries_to_embeddings(ctx: state.Context) -> None:
+    """What the decoder does, checked live: the heads on hs[-1] give the traced predictions."""
     t = ctx.trace
     D = dims(t)
-    W = page.DISPLAY_WIDTH
-    chk = state.memo(t, "dec.check", lambda: dec.embedding_check(t))
+    chk = dec.embedding_check(t)
 
     st.header("From N object queries to N box embeddings")
     st.markdown(
         f"The decoder starts from **N = {D.N} object queries**: {D.N} learned vectors of d = {D.d} numbers "
-        f"(`query_embed`, {D.N} x {D.d}). They are not the decoder's input: that starts as zeros, and the "
+        f"(`query_embed`, {shape_str((D.N, D.d))}). They are not the decoder's input: that starts as zeros, and the "
         f"queries are added to it as positions at every layer. Each of the **{D.dec_layers} decoder "
         f"layer{'s' if D.dec_layers != 1 else ''}** does self-attention among the {D.N} queries (so they can "
         f"share out the objects), cross-attention into the encoded image ({D.hw} cells, from step 2), and a "
         f"small MLP. After the decoder's shared LayerNorm, the last layer's output `hs[-1]` is "
-        f"**{D.N} x {D.d}: the box embeddings**, the curriculum's d x N = {D.d} x {D.N}.  \n"
+        f"**{shape_str((D.N, D.d))}: the box embeddings**, the curriculum's d x N = {shape_str((D.d, D.N))}.  \n"
         f"Two small heads read each box embedding: `class_embed` (a linear layer) gives {D.C + 1} logits, "
         f"{D.C} classes plus **no object** (the last); `bbox_embed` (an MLP of 3 layers, then a sigmoid) gives "
         f"a box (centre x, centre y, width, height) as fractions of the image. Checked live: the heads on "
@@ -34,11 +35,14 @@ def render(ctx: state.Context) -> None:
         f"(amorphous regions: {', '.join(dec.class_examples(t.categories, False))}) come out of the "
         f"same queries; only the class tells them apart.")
 
-    # -- the kept queries --------------------------------------------------------------------------
+
+def kept_queries(ctx: state.Context) -> None:
+    """The threshold, the kept queries' boxes, and every query in a table."""
+    t = ctx.trace
+    D = dims(t)
     st.header("What the queries found")
     threshold = page.threshold_slider(ctx)
-    pan = ctx.panoptic
-    rows = state.memo(t, ("dec.rows", round(threshold, 4)), lambda: dec.query_rows(t, pan))
+    rows = dec.query_rows_at(t, threshold)
     kept = [r for r in rows if r["kept"]]
     n_thing = sum(r["kind"] == "thing" for r in kept)
     n_none = sum(r["kind"] == "no object" for r in rows)
@@ -49,8 +53,7 @@ def render(ctx: state.Context) -> None:
         "kept set; steps 4 to 7 use the same setting.")
     c1, c2 = st.columns([1, 1], gap="large")
     with c1:
-        pic = state.memo(t, ("dec.kept_boxes", round(threshold, 4)), lambda: dec.kept_boxes_picture(t, pan, 2 * W))
-        st.image(pic, width="stretch",
+        st.image(dec.kept_boxes_picture_at(t, threshold, 2 * WIDTH), width="stretch",
                  caption="Final boxes of the kept queries: things solid, stuff dashed; tag = query: class "
                          "probability. Colours as in the panoptic map.")
     df = pd.DataFrame(rows).sort_values("score", ascending=False)
@@ -67,7 +70,11 @@ def render(ctx: state.Context) -> None:
         st.caption("Boxes in pixels of the photo: (left, top, right, bottom). A kept query can still end with no "
                    "area: the merge gives every pixel to the strongest mask (step 7).")
 
-    # -- one query, layer by layer ------------------------------------------------------------------
+
+def one_query(ctx: state.Context) -> None:
+    """One query layer by layer (class probabilities, boxes), then where it looks."""
+    t = ctx.trace
+    D = dims(t)
     st.header("One query, layer by layer")
     q = page.query_picker(ctx, key="dec_query")
     st.markdown(f"The class and box heads read every decoder layer's output (after the shared norm), so we can "
@@ -75,36 +82,38 @@ def render(ctx: state.Context) -> None:
     c1, c2 = st.columns([1, 1], gap="large")
     with c1:
         st.plotly_chart(dec.layer_probs_figure(t, q), config={"displayModeBar": False})
-        st.dataframe(pd.DataFrame(state.memo(t, ("dec.layer_table", q), lambda: dec.layer_table(t, q))),
+        st.dataframe(pd.DataFrame(dec.layer_table(t, q)),
                      hide_index=True, width="stretch",
                      column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
                                     "p(no object)": st.column_config.NumberColumn(format="%.3f")})
     with c2:
-        st.image(state.memo(t, ("dec.layer_boxes", q), lambda: dec.layer_boxes_picture(t, q, 2 * W)), width="stretch",
+        st.image(dec.layer_boxes_picture(t, q, 2 * WIDTH), width="stretch",
                  caption=f"Query {q}'s box after each layer, coloured by layer (tags L1 .. L{D.dec_layers}: viridis "
                          f"from dark = layer 1 to yellow = layer {D.dec_layers}); the thickest is the final box.")
+    cross_attention(ctx, q)
 
-    # -- cross-attention -------------------------------------------------------------------------------
+
+def cross_attention(ctx: state.Context, q: int) -> None:
+    """Where query q looks in the encoded image, per decoder layer: the mean of the heads, or each head."""
+    t = ctx.trace
+    D = dims(t)
     st.header(f"Where query {q} looks: cross-attention")
     c1, c2 = st.columns([1, 1])
     layer = c1.selectbox("Decoder layer", list(range(D.dec_layers)), index=D.dec_layers - 1,
                          format_func=lambda i: f"layer {i + 1} of {D.dec_layers}", key="dec_layer")
     mode = c2.segmented_control("Heads", ["average", "each head"], default="average", key="dec_heads") or "average"
-    maps = state.memo(t, ("dec.cross_attention", layer, q), lambda: dec.cross_attention(t, layer, q))   # (M, h, w)
+    maps = dec.cross_attention(t, layer, q)                 # (M, h, w)
     if mode == "average":
-        st.image(state.memo(t, ("dec.cross_picture", layer, q),
-                            lambda: dec.cross_attention_picture(t, maps.mean(0), q, layer, W)), width=W)
-        st.caption(f"Layer {layer + 1}: query {q}'s attention over the {D.h} x {D.w} cells, averaged over the "
+        st.image(dec.average_cross_picture(t, layer, q, WIDTH), width=WIDTH)
+        st.caption(f"Layer {layer + 1}: query {q}'s attention over the {shape_str((D.h, D.w))} cells, averaged over the "
                    f"{D.M} heads (each head's weights sum to 1). The white box is the query's box after this layer. "
                    f"The strongest cell gets {maps.mean(0).max():.1%}.")
     else:
-        st.image(state.memo(t, ("dec.cross_heads", layer, q), lambda: dec.cross_heads_grid(t, maps, q, layer, W * 2)),
-                 width="stretch")
+        st.image(dec.heads_cross_picture(t, layer, q, 2 * WIDTH), width="stretch")
         st.caption(f"Layer {layer + 1}: the {D.M} heads of query {q}, each map on its own scale; white = the box "
                    "after this layer. Heads often look at different parts: edges, extremities, the centre.")
     st.info("These weights only decide what the decoder *reads* from the encoded image. The box attention maps "
             "of the next step are a different attention, computed once more from the final box embeddings.")
 
 
-
-page.run(STEP, render)
+page.run(STEP, [queries_to_embeddings, kept_queries, one_query])

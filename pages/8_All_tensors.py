@@ -2,23 +2,34 @@
 
 A thin view over Trace.summary(), Trace.to_npz() and detr_viz.explain.tensors.
 """
+from __future__ import annotations
+
 import pandas as pd
 import streamlit as st
 
 from detr_viz.explain import tensors as tx
+from detr_viz.explain.common import shape_str
 from detr_viz.stages import STEPS
 from ui import page, state
 
 STEP = 8
-ctx = page.setup(STEP, title="All tensors")
 
 
-def render(ctx):
+def file_stem(ctx: state.Context) -> str:
+    return tx.safe_name(ctx.image_name.rsplit(".", 1)[0])
+
+
+def search_and_look(ctx: state.Context) -> None:
+    """The table of every stage, searchable, and one stage's preview."""
+    shown, rows = stage_table(ctx)
+    one_stage(ctx, shown, rows)
+
+
+def stage_table(ctx: state.Context) -> tuple[list[dict], list[dict]]:
+    """Every stage in pipeline order, filtered by the search and the steps; returns (shown, all) rows."""
     t = ctx.trace
-    pan = ctx.panoptic
-    stem = tx.safe_name(ctx.image_name.rsplit(".", 1)[0])
     traced = tuple(t.mask_queries)                          # grows when a page runs the mask head for a query
-    rows = state.memo(t, ("tensors.summary", traced), t.summary, keep=2)
+    rows = tx.summary_at(t, traced)
     K = len(traced)
     st.markdown(
         f"Every stage recorded for **{ctx.image_name}** with **{ctx.model_key}**: {len(rows)} tensors, in pipeline "
@@ -39,12 +50,17 @@ def render(ctx):
     st.dataframe(df, hide_index=True, width="stretch", height=min(600, 38 + 35 * max(1, len(df))),
                  column_config={k: st.column_config.NumberColumn(format="%.4g") for k in ("min", "max", "mean")})
     st.caption(f"{len(shown)} of {len(rows)} stages shown.")
+    return shown, rows
 
+
+def one_stage(ctx: state.Context, shown: list[dict], rows: list[dict]) -> None:
+    """A preview of one stage, and its downloads."""
+    t, stem = ctx.trace, file_stem(ctx)
     st.subheader("Look at one stage")
     names = [r["stage"] for r in shown] or [r["stage"] for r in rows]
     name = st.selectbox("Stage", names, key="tensors_stage")
     q = int(st.session_state.get(state.K_QUERY, t.mask_queries[0]))
-    img, caption = state.memo(t, ("tensors.preview", name, q), lambda: tx.stage_preview(t, name, q))
+    img, caption = tx.stage_preview(t, name, q)
     st.image(img, width=min(img.width, 900))
     st.caption(caption + ("" if name == "input" else " (each tile on its own scale: viridis for non-negative "
                                                     "values, purple–orange around 0 for signed ones)"))
@@ -55,8 +71,13 @@ def render(ctx):
                        file_name=f"{stem}_{name}.npy", mime="application/octet-stream", on_click="ignore",
                        key="dl_stage")
 
+
+def downloads(ctx: state.Context) -> None:
+    """The panoptic map, its ids and segments, the whole trace, and any figure of the app."""
+    t, pan, stem = ctx.trace, ctx.panoptic, file_stem(ctx)
+    q = int(st.session_state.get(state.K_QUERY, t.mask_queries[0]))
     st.subheader("Downloads")
-    mb = state.memo(t, ("tensors.megabytes", traced), lambda: tx.trace_megabytes(t), keep=2)
+    mb = tx.megabytes_at(t, tuple(t.mask_queries))
     c1, c2, c3 = st.columns(3)
     c1.download_button("Panoptic map (colour PNG)", data=lambda: pan.png_bytes(), file_name=f"{stem}_panoptic.png",
                        mime="image/png", on_click="ignore", key="dl_panoptic_png")
@@ -67,8 +88,8 @@ def render(ctx):
     st.download_button(f"The whole trace (.npz, about {mb:,.0f} MB before compression; built when you click)",
                        data=lambda: tx.npz_bytes(t), file_name=f"{stem}_trace.npz",
                        mime="application/octet-stream", on_click="ignore", key="dl_trace")
-    st.caption(f"The panoptic files are at the session threshold {pan.threshold:.2f}, {pan.target_size[0]} × "
-               f"{pan.target_size[1]} px (height × width). The ids PNG encodes segment id i as R + 256·G + 65536·B, "
+    st.caption(f"The panoptic files are at the session threshold {pan.threshold:.2f}, {shape_str(pan.target_size)} "
+               f"px (height x width). The ids PNG encodes segment id i as R + 256·G + 65536·B, "
                "as the official post-processor does (it looks black). The .npz holds every stage under its name, plus "
                "`mask_queries`, `panoptic.id_map` and `panoptic.segments_json`; it takes a while to build.")
 
@@ -82,14 +103,16 @@ def render(ctx):
                            on_click="ignore", key="dl_figure")
     st.caption(f"Figures of a query use the query chosen on pages 5–6 (now query {q}).")
 
+
+def model_modules(ctx: state.Context) -> None:
+    """Every named submodule of the model with its output shape (from the trace's forward hooks)."""
+    t = ctx.trace
     with st.expander(f"Every named submodule of the model ({len(t.modules)}) with its output shape"):
-        st.dataframe(pd.DataFrame(state.memo(t, "tensors.modules", lambda: t.modules),
-                                  columns=["module", "type", "output shape"]),
+        st.dataframe(pd.DataFrame(t.modules, columns=["module", "type", "output shape"]),
                      hide_index=True, width="stretch", height=500)
         st.caption("From forward hooks during the trace. \"not called\": the module never ran as a module "
                    "(e.g. a container, or weights used functionally). Mask-head shapes have the batch of the first "
                    "pass: the queries kept at the trace's own threshold.")
 
 
-page.guard(render, ctx)
-page.nav(STEP)
+page.run(STEP, [search_and_look, downloads, model_modules], title="All tensors", shapes=False)

@@ -15,7 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import detr_viz  # noqa: E402
-from detr_viz.explain import attention, display_image, upsampling  # noqa: E402
+from detr_viz.explain import step4_box_attention as attention  # noqa: E402
+from detr_viz.explain import step6_upsampling as upsampling  # noqa: E402
+from detr_viz.explain.common import display_image  # noqa: E402
 from detr_viz.viz import load_font, panoptic_overlay  # noqa: E402
 
 
@@ -54,7 +56,7 @@ def main() -> int:
     grid = attention.maps_grid(t, kept, labels, width=1100, scale="query")
     grid = grid[0] if isinstance(grid, tuple) else grid
     rows = []
-    for q, label in zip(kept, labels):
+    for q in kept:
         pic = upsampling.sharpening_picture(upsampling.sharpening(t, q), tile=330, ncols=3)
         rows.append(pic)
     photo = display_image(t, 480)

@@ -2,10 +2,9 @@
 import io
 
 import numpy as np
+from conftest import REPO
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from conftest import REPO
 
 TIMEOUT = 180          # the first run of a session traces the image (a few seconds on 2 busy cores)
 

@@ -2,12 +2,11 @@
 upload (good, grayscale, broken), samples with credits, the model picker's fallback, the URL."""
 import numpy as np
 import pytest
+from app_helpers import app, assert_clean, png, texts
 
 from detr_viz import weights
 from detr_viz.weights import WeightsUnavailable
 from ui import state
-
-from app_helpers import app, assert_clean, png, texts
 
 
 @pytest.fixture(autouse=True)
@@ -148,6 +147,7 @@ def test_a_failing_sample_or_choice_gives_a_message_and_keeps_the_image(monkeypa
 def test_app_started_with_a_checkpoint_uses_it(monkeypatch, tmp_path):
     """`streamlit run app.py -- --checkpoint PATH`: the file is the default model."""
     import torch
+
     from detr_viz.testing import TINY, tiny_model
     ckpt = tmp_path / "my-model.pth"
     torch.save({"model": tiny_model().state_dict(), "config": TINY.to_dict()}, ckpt)
@@ -176,6 +176,7 @@ def test_download_button_fetches_from_a_server_with_a_progress_bar_and_uses_the_
     import threading
 
     import torch
+
     from detr_viz.testing import TINY, tiny_model
     buf = io.BytesIO()
     torch.save({"model": tiny_model().state_dict(), "config": TINY.to_dict()}, buf)

@@ -5,9 +5,9 @@ import io
 import os
 
 import pytest
+from app_helpers import REPO, app
 from PIL import Image
 
-from app_helpers import REPO, app
 from ui import state
 
 PAGES = ["app.py"] + sorted(f"pages/{p}" for p in os.listdir(REPO / "pages") if p.endswith(".py"))

@@ -5,11 +5,11 @@ import time
 
 import numpy as np
 import pytest
-
-from detr_viz.explain import dims
-from ui import state
-
 from app_helpers import app, assert_clean, texts
+
+from detr_viz.explain import step4_box_attention as att
+from detr_viz.explain.common import dims
+from ui import page, state
 
 PAGES = {1: "pages/1_Backbone.py", 2: "pages/2_Encoder.py", 3: "pages/3_Decoder.py", 4: "pages/4_Box_attention.py"}
 
@@ -127,7 +127,7 @@ def test_box_attention_page_answers_and_verifies_the_sums():
     assert_clean(at)
     assert "without values and without an output projection" in at.success[0].value
     assert "**10 x 8 x 25 x 32**" in at.success[0].value
-    assert len(at.latex) >= 4 and any("6400" in l.value or "sqrt{16}" in l.value for l in at.latex)
+    assert len(at.latex) >= 4 and any("6400" in x.value or "sqrt{16}" in x.value for x in at.latex)
     sums = next(df.value for df in at.dataframe if "sum of its M maps" in df.value.columns)
     assert len(sums) == 5
     np.testing.assert_allclose(sums["sum of its M maps"], 1.0, atol=1e-5)
@@ -142,10 +142,10 @@ def test_box_attention_grid_click_selects_query_and_head():
     assert at.session_state["att_head"] is None
     t = session_trace(at)
     kept = sorted(t.panoptic.kept.tolist(), key=lambda q: -t.panoptic.scores[q])      # the rows, at 0.85
-    pic_layout = state.memo(t, ("att.grid", tuple(kept), "query", 720),             # the picture shown
-                            lambda: pytest.fail("the page did not memoise its grid"))
+    misses = t.derived.misses
+    pic, layout = att.maps_grid(t, kept, att.row_labels(t, kept), 2 * page.DISPLAY_WIDTH, "query")   # shown
+    assert t.derived.misses == misses, "the page did not cache its grid under the library function's key"
     queries = kept
-    pic, layout = pic_layout
     x, y = layout.tile_origin(2, 5)                            # third row, head 6
     at.session_state["att_grid_click"] = {"x": x + 3, "y": y + 3, "width": pic.width, "height": pic.height,
                                           "unix_time": 123}

@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -138,6 +137,23 @@ def test_page7_shows_the_stuff_merge_of_the_duplicate_trees_and_drops_query_6():
     assert list(legend["query"]) == [0, 3, 4, 8]
 
 
+def test_page7_caches_its_pictures_declared_on_the_trace():
+    """The Merge page's pictures live in the trace's DerivedCache, under the library functions' own
+    keys (counted in bytes), not in hand-made caches attached to the trace."""
+    from detr_viz.explain import step7_merge as merge
+    from ui import page
+    at = open_page(P7)
+    no_errors(at)
+    t = app_trace()
+    assert t.derived.nbytes > 0
+    misses = t.derived.misses
+    for stage in merge.WINNER_MAPS:
+        merge.owner_picture_at(t, t.threshold, stage, page.DISPLAY_WIDTH)    # drawn by the page: no new miss
+    merge.display_overlay_at(t, t.threshold, 2 * page.DISPLAY_WIDTH)
+    assert t.derived.misses == misses
+    assert not {"_page_cache", "_merges", "_display_images"} & set(vars(t))
+
+
 def test_page7_threshold_changes_the_kept_set():
     at = open_page(P7)
     assert "**Kept at 0.85: 5 of 10 queries**: 0, 3, 4, 6, 8." in markdown(at)
@@ -161,36 +177,6 @@ def test_page8_downloads_and_every_stage_in_the_table():
     at.text_input(key="tensors_search").input("cross_attn").run()
     no_errors(at)
     assert list(frame_with(at, "dtype")["stage"]) == [f"decoder.layer{i}.cross_attn" for i in range(TINY.dec_layers)]
-
-
-def test_state_caches_are_bounded_lrus():
-    """state.memo keeps the `keep` most recent values per group; state.merged a few thresholds."""
-    from collections import OrderedDict
-    from types import SimpleNamespace
-
-    from ui import state
-    store, calls = OrderedDict(), []
-    for k in [1, 2, 3, 1, 4, 5]:
-        state.bounded(store, k, lambda k=k: calls.append(k) or k * 10, keep=3)
-    assert list(store) == [1, 4, 5] and calls == [1, 2, 3, 4, 5]        # 1 was reused, 2 and 3 evicted
-
-    t, calls = SimpleNamespace(), []
-    for q in range(6):
-        assert state.memo(t, ("pic", q), lambda q=q: calls.append(q) or q, keep=4) == q
-    assert state.memo(t, "other", lambda: "x") == "x"                       # its own group
-    assert state.memo(t, ("pic", 5), lambda: calls.append("again")) == 5      # cached: fn not called
-    assert list(t._page_cache["pic"]) == [("pic", q) for q in (2, 3, 4, 5)] and calls == list(range(6))
-
-    merges = []
-    t = SimpleNamespace(threshold=0.85, panoptic="own", merge=lambda thr: merges.append(thr) or f"at {thr}")
-    assert state.merged(t, 0.85) == "own" and merges == []                 # the trace's own merge
-    thresholds = [round(0.1 + i / 100, 2) for i in range(state.MERGES_KEEP + 3)]
-    for thr in thresholds:
-        state.merged(t, thr)
-    assert len(t._merges) == state.MERGES_KEEP and merges == thresholds
-    assert state.merged(t, thresholds[-1]) == f"at {thresholds[-1]}" and len(merges) == len(thresholds)   # reused
-    state.merged(t, thresholds[0])                                           # evicted: merged again
-    assert merges[-1] == thresholds[0] and len(merges) == len(thresholds) + 1
 
 
 def test_trace_store_keeps_to_its_count_and_memory_budget():

@@ -5,6 +5,7 @@ every page through the sidebar, clicks a pixel on pages 2 and 7, checks that no 
 error, and saves a screenshot of each page under tests/artifacts/screenshots/.
 """
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,8 +14,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from ui import page as ui_page
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,7 +39,9 @@ def _free_port() -> int:
 def server():
     port = _free_port()
     env = {**os.environ, "DETR_VIZ_APP_MODEL": "tiny-random", "DETR_VIZ_DEVICE": "cpu"}
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    if SHOTS.exists():                       # only this run's screenshots are counted (and kept)
+        shutil.rmtree(SHOTS)
+    SHOTS.mkdir(parents=True)
     log = open(SHOTS.parent / "streamlit.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -88,9 +91,11 @@ def assert_no_error(page, where: str) -> None:
     assert errors.count() == 0, f"{where}: error shown: {errors.first.inner_text()[:500]}"
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
 
 
 def click_image(page, frac=(0.5, 0.5)) -> None:
@@ -117,11 +122,12 @@ def goto_page(page, label: str) -> None:
 
 def test_walk_every_page_and_click_pixels(browser_page, server):
     page = browser_page
+    started = time.time()
     page.goto(server + "/?image=photo:coffee.png")
     wait_idle(page)
     assert_no_error(page, "home")
     assert "coffee.png" in main_text(page) or "coffee.png" in page.locator('[data-testid="stSidebar"]').inner_text()
-    shot(page, "0_home")
+    shots = [shot(page, "0_home")]
     menu = page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]')
     labels = [t.strip().splitlines()[-1].strip() for t in menu.all_inner_texts()]     # after the icon's name
     assert [x for x in labels if x in {label for _, label in ui_page.PAGES.values()}] == \
@@ -139,8 +145,10 @@ def test_walk_every_page_and_click_pixels(browser_page, server):
             wait_idle(page)
             assert_no_error(page, f"{label} after click")
             assert main_text(page) != before, f"{label}: the click changed nothing"
-        shot(page, f"{i}_{ui_page.url_of(ui_page.PAGES[i][0]).strip('/').lower()}")
-    assert len(list(SHOTS.glob("*.png"))) >= 9
+        shots.append(shot(page, f"{i}_{ui_page.url_of(ui_page.PAGES[i][0]).strip('/').lower()}"))
+    # this run's screenshots: one per page, each a new file (the folder is cleared when the server starts)
+    assert len(set(shots)) == len(ui_page.PAGES) == 9
+    assert all(p.is_file() and p.stat().st_mtime >= started - 1 for p in shots), shots
 
 
 def test_uploads_in_the_browser_bad_file_then_grayscale(browser_page, server, tmp_path):

@@ -6,19 +6,18 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import torch
+from conftest import confident_model
 from PIL import Image
 
 import detr_viz
 from detr_viz import explain
-from detr_viz.explain import attention as att
-from detr_viz.explain import backbone as bb
-from detr_viz.explain import decoder as dec
-from detr_viz.explain import encoder as enc
 from detr_viz.explain import home
+from detr_viz.explain import step1_backbone as bb
+from detr_viz.explain import step2_encoder as enc
+from detr_viz.explain import step3_decoder as dec
+from detr_viz.explain import step4_box_attention as att
 from detr_viz.testing import CONFIDENT
 from detr_viz.viz import pca, table_grid
-
-from conftest import confident_model
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +254,7 @@ def test_box_attention_grid_and_large_map(t):
 
 def test_formula_latex_has_the_live_sizes(t):
     D = explain.dims(t)
-    text = " ".join(c + l for c, l in att.formula_latex(t))
+    text = " ".join(c + x for c, x in att.formula_latex(t))
     assert f"{D.M * D.hw}" in text and f"\\sqrt{{{D.dh}}}" in text
     assert f"{D.N} \\times {D.M} \\times {D.h} \\times {D.w}" in text
 
@@ -281,7 +280,7 @@ def test_box_cell_takes_the_centre_as_a_fraction_of_the_network_input(t):
 
 def test_class_examples_come_from_the_models_categories():
     from detr_viz.categories import get_categories
-    from detr_viz.explain.decoder import class_examples
+    from detr_viz.explain.step3_decoder import class_examples
     coco, toy = get_categories("coco", 250), get_categories("toyworld", 8)
     assert class_examples(coco, True) == ["person", "car"]
     assert class_examples(coco, False) == ["sky-other-merged", "grass-merged"]

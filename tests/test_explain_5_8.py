@@ -1,4 +1,4 @@
-"""detr_viz.explain.concat / upsampling / merge / tensors (pages 5-8): every claim a page makes is
+"""detr_viz.explain.step5_concat_res5 / step6_upsampling / step7_merge / tensors (pages 5-8): every claim a page makes is
 checked against the live tensors or against the official merge's own maps."""
 import io
 
@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY, confident_model, tiny_model
 from PIL import Image
 
 import detr_viz
 from detr_viz.categories import coco_categories
-from detr_viz.explain import concat, merge, tensors, upsampling
+from detr_viz.explain import step5_concat_res5 as concat
+from detr_viz.explain import step6_upsampling as upsampling
+from detr_viz.explain import step7_merge as merge
+from detr_viz.explain import step7_merge_pixel as pixel
+from detr_viz.explain import tensors
 from detr_viz.postprocess import _resize_ids, postprocess_panoptic
-
-from conftest import TINY, confident_model, tiny_model
 
 SIZE = 160          # small network input: fast traces
 
@@ -82,7 +85,7 @@ def test_channel_plan_reads_model_widths_and_live_shapes(t):
     assert rows[1]["channels"] == f"{d + M} → {d + M}" and f"GroupNorm(8, {d + M})" in rows[1]["operation"]
     assert rows[2]["channels"] == f"{d + M} → {d // 2}"
     assert rows[-1]["channels"] == f"{d // 16} → 1"
-    assert rows[-1]["shape (one query)"] == "1 × " + " × ".join(map(str, t.shape("pred_masks")[-2:]))
+    assert rows[-1]["shape (one query)"] == "1 x " + " x ".join(map(str, t.shape("pred_masks")[-2:]))
     assert "Res4" in rows[3]["stage"] and "Res2" in rows[7]["stage"]
 
 
@@ -189,7 +192,7 @@ def test_bilinear_at_matches_f_interpolate(h4, w4, h, w):
     rng = np.random.default_rng(1)
     ys, xs = rng.integers(0, h, 500), rng.integers(0, w, 500)
     ys[:2], xs[:2] = (0, h - 1), (0, w - 1)                                    # the clamped corners
-    np.testing.assert_allclose(merge.bilinear_at(m, (h, w), ys, xs), full[:, ys, xs].numpy(), atol=1e-5)
+    np.testing.assert_allclose(pixel.bilinear_at(m, (h, w), ys, xs), full[:, ys, xs].numpy(), atol=1e-5)
 
 
 def test_pixel_report_agrees_with_the_merge_everywhere(synthetic):
@@ -197,7 +200,7 @@ def test_pixel_report_agrees_with_the_merge_everywhere(synthetic):
     Ht, Wt = r.target_size
     for y in range(0, Ht, 3):
         for x in range(0, Wt, 3):
-            rep = merge.pixel_report(tr, r, x, y)
+            rep = pixel.pixel_report(tr, r, x, y)
             px, py = rep.processed_xy
             assert rep.exact
             assert rep.first == r.winner_before_merge[py, px]
@@ -217,7 +220,7 @@ def test_pixel_report_explains_a_duplicate_pixel(synthetic):
     xi, yi = merge.nearest_index(w, Wt), merge.nearest_index(h, Ht)
     tx = next(x for x in range(Wt) if xi[x] in set(xs.tolist()))
     ty = next(y for y in range(Ht) if yi[y] in set(ys[xs == xi[tx]].tolist()))
-    rep = merge.pixel_report(tr, r, tx, ty)
+    rep = pixel.pixel_report(tr, r, tx, ty)
     assert rep.first == 2 and rep.after_merge == 1
     text = "\n".join(rep.steps)
     assert "Stuff merge" in text and "relabelled to the first one, query 1" in text
@@ -279,14 +282,14 @@ def test_nothing_kept_gives_a_plain_message(synthetic):
     tr, _ = synthetic
     r = postprocess_panoptic({"pred_logits": tr["pred_logits"], "pred_masks": tr["pred_masks"]}, (48, 64),
                              threshold=0.99999, categories=tr.categories)
-    rep = merge.pixel_report(tr, r, 3, 3)
+    rep = pixel.pixel_report(tr, r, 3, 3)
     assert rep.rows == [] and "Lower the threshold" in rep.steps[0]
 
 
 def test_merge_on_the_traced_tiny_model(t):
     r = t.panoptic
     assert r.stuff_merges[0]["queries"] == [4, 6] and r.dropped[0]["query"] == 6
-    rep = merge.pixel_report(t, r, 5, 5)
+    rep = pixel.pixel_report(t, r, 5, 5)
     assert [row["query"] for row in rep.rows] == [0, 3, 4, 6, 8]
     assert rep.final == r.query_map[5, 5]
 
@@ -337,15 +340,15 @@ def test_npz_and_npy_downloads(t):
 def test_pixel_charts_and_marks(synthetic):
     tr, r = synthetic
     colors = merge.query_colors(r, tr.categories)
-    rep = merge.pixel_report(tr, r, 10, 40)
-    logit, prob = merge.pixel_charts(rep, colors)
+    rep = pixel.pixel_report(tr, r, 10, 40)
+    logit, prob = pixel.pixel_charts(rep, colors)
     spec = logit.to_dict()
     assert spec["encoding"]["color"]["scale"]["range"] == [merge.hex_color(colors[q]) for q in (0, 1, 2, 3)]
     data = spec["datasets"][spec["data"]["name"]]
     assert [row["mask logit"] for row in data] == [row["mask logit"] for row in rep.rows]
     assert prob.to_dict()["encoding"]["x"]["scale"]["domain"] == [0, 1]
     img = Image.new("RGB", (100, 80), (0, 128, 0))
-    marked = np.asarray(merge.mark_point(img, (50, 40)))
+    marked = np.asarray(pixel.mark_point(img, (50, 40)))
     assert (marked[40, 50] == 255).all() and (marked[0, 0] == (0, 128, 0)).all()
 
 
@@ -356,6 +359,57 @@ def test_display_overlay_and_click_mapping(synthetic):
     big = Image.new("RGB", (3000, 2000))
     assert merge.display_overlay(big, r, 1440).size == (1440, 960)
     for xy in [(0, 0), (69, 49), (35, 20)]:
-        d = merge.photo_to_display(xy, (70, 50), (140, 100))
-        assert merge.display_to_photo(d, (140, 100), (70, 50)) == xy
-    assert merge.display_to_photo((1439, 959), (1440, 960), (3000, 2000)) == (2997, 1997)
+        d = pixel.photo_to_display(xy, (70, 50), (140, 100))
+        assert pixel.display_to_photo(d, (140, 100), (70, 50)) == xy
+    assert pixel.display_to_photo((1439, 959), (1440, 960), (3000, 2000)) == (2997, 1997)
+
+
+def test_declared_caches_are_bounded_lrus():
+    """A @cached function keeps its `keep` most recent values per trace (its own LRU group); merged
+    keeps MERGES_KEEP thresholds and serves the trace's own merge at its own threshold."""
+    from types import SimpleNamespace
+
+    from detr_viz.cache import DerivedCache, cached
+    calls = []
+
+    @cached(keep=3)
+    def tens(trace, k):
+        calls.append(k)
+        return k * 10
+
+    t = SimpleNamespace(derived=DerivedCache())
+    assert [tens(t, k) for k in [1, 2, 3, 1, 4, 5]] == [10, 20, 30, 10, 40, 50]
+    assert calls == [1, 2, 3, 4, 5]                                        # 1 was reused
+    assert tens(t, 1) == 10 and tens(t, 5) == 50 and calls == [1, 2, 3, 4, 5]
+    tens(t, 2)                                                             # 2 and 3 were evicted
+    assert calls[-1] == 2 and len(calls) == 6
+
+    @cached(keep=4)
+    def pic(trace, q):
+        calls.append(("pic", q))
+        return q
+
+    @cached
+    def other(trace):
+        return "x"
+
+    t, calls = SimpleNamespace(derived=DerivedCache()), []
+    for q in range(6):
+        assert pic(t, q) == q
+    assert other(t) == "x"                                                 # its own group
+    assert pic(t, 5) == 5 and calls == [("pic", q) for q in range(6)]      # cached: not called again
+    assert len(t.derived) == 4 + 1
+    pic(t, 1)                                                              # evicted: made again
+    assert calls[-1] == ("pic", 1)
+
+    merges = []
+    t = SimpleNamespace(threshold=0.85, panoptic="own", merge=lambda thr: merges.append(thr) or f"at {thr}",
+                        derived=DerivedCache())
+    assert merge.merged(t, 0.85) == "own" and merges == []                # the trace's own merge
+    thresholds = [round(0.1 + i / 100, 2) for i in range(merge.MERGES_KEEP + 3)]
+    for thr in thresholds:
+        merge.merged(t, thr)
+    assert len(t.derived) == merge.MERGES_KEEP and merges == thresholds
+    assert merge.merged(t, thresholds[-1]) == f"at {thresholds[-1]}" and len(merges) == len(thresholds)   # reused
+    merge.merged(t, thresholds[0])                                         # evicted: merged again
+    assert merges[-1] == thresholds[0] and len(merges) == len(thresholds) + 1

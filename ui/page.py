@@ -17,8 +17,10 @@ from streamlit.errors import StreamlitAPIException
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 import detr_viz
-from detr_viz.explain import DISPLAY_WIDTH      # the width of a main picture, defined once (pages use page.DISPLAY_WIDTH)
-from detr_viz.explain.decoder import query_class
+
+# DISPLAY_WIDTH: the width of a main picture, defined once (pages use page.DISPLAY_WIDTH)
+from detr_viz.explain.common import DISPLAY_WIDTH, display_image, shape_str
+from detr_viz.explain.step3_decoder import query_class
 from detr_viz.stages import STEPS, stage, stages_of_step
 from detr_viz.viz import fit_width
 
@@ -129,8 +131,7 @@ def sidebar(ctx: state.Context) -> None:
 
 def _sidebar_body(ctx: state.Context) -> None:
     """The photo (its credit), model, device and trace time, under the menu."""
-    st.image(state.memo(ctx.trace, "sidebar.thumbnail", lambda: fit_width(ctx.trace.image, SIDEBAR_WIDTH)),
-             caption=ctx.image_name, width="stretch")
+    st.image(display_image(ctx.trace, SIDEBAR_WIDTH), caption=ctx.image_name, width="stretch")
     if ctx.image_credit:
         st.caption(ctx.image_credit)
     st.markdown(f"**Model:** `{ctx.model_key}`  \n**Device:** {ctx.trace.device_name}  \n"
@@ -175,12 +176,21 @@ def link(path: str, label: str, icon: str | None = None, container=None) -> None
         target.markdown(f"[{label}]({url_of(path)})")
 
 
-def run(step: int, render) -> None:
-    """A step page: setup (header, context), the guarded body, this step's shapes table, prev/next."""
-    ctx = setup(step)
-    guard(render, ctx)
-    st.header("Shapes of this step")
-    shapes_table(ctx.trace, stages_of_step(step, ctx.trace.config))
+def run(step: int, sections: list, title: str | None = None, shapes: bool = True) -> None:
+    """The skeleton of every page after Home: setup (config, context, sidebar, header), its sections
+    in order (named functions of the context, guarded together: an error ends the body with a plain
+    message; a section that returns False ends the body there), this step's shapes table (`shapes`),
+    and the prev/next links."""
+    ctx = setup(step, title)
+
+    def body(ctx: state.Context) -> None:
+        for section in sections:
+            if section(ctx) is False:
+                return
+    guard(body, ctx)
+    if shapes and step <= 7:
+        st.header("Shapes of this step")
+        shapes_table(ctx.trace, stages_of_step(step, ctx.trace.config))
     nav(step)
 
 
@@ -198,7 +208,7 @@ def guard(render, ctx: state.Context) -> None:
 
 def shapes_table(trace, names: list[str]) -> None:
     """Stage, live shape and description for the stages a page shows."""
-    rows = [{"stage": n, "shape": " x ".join(map(str, trace.shape(n))), "what it is": stage(n).description}
+    rows = [{"stage": n, "shape": shape_str(trace.shape(n)), "what it is": stage(n).description}
             for n in names if n in trace]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  height=min(35 * (len(rows) + 1) + 3, 780))   # every row visible (up to ~21)

@@ -24,6 +24,7 @@ import streamlit as st
 import detr_viz
 from detr_viz import samples, weights
 from detr_viz.config import R50_PANOPTIC
+from detr_viz.explain import step7_merge
 from detr_viz.testing import make_confident, tiny_model
 from detr_viz.weights import MODELS, WeightsUnavailable
 
@@ -206,7 +207,7 @@ class Context:
     @property
     def panoptic(self):
         """The merge at the session's threshold (cached on the trace)."""
-        return merged(self.trace, self.threshold)
+        return step7_merge.merged(self.trace, self.threshold)
 
 
 MEMO_KEEP = 16                          # values kept per memo group (LRU)

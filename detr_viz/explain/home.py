@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from html import escape
 
+from ..cache import cached
 from ..stages import STEPS
-from . import dims
+from ..viz import panoptic_overlay
+from .common import DISPLAY_WIDTH, dims, display_image, shape_str
+from .step7_merge import merged
 
 # Okabe-Ito colours (readable with every common colour-vision deficiency), lightened for fills.
 STEP_COLORS = {1: "#E69F00", 2: "#56B4E9", 3: "#009E73", 4: "#CC79A7", 5: "#0072B2", 6: "#D55E00", 7: "#F0E442"}
@@ -32,36 +35,42 @@ def shapes(trace) -> dict:
     """The live shape written on every arrow of the diagram (batch dimension left out)."""
     D = dims(trace)
     H4, W4 = trace.shape("pred_masks")[-2:]
-    x = " x "
-    res = {k: x.join(map(str, trace.shape(f"backbone.res{k}")[1:])) for k in (2, 3, 4, 5)}
+    res = {k: shape_str(trace.shape(f"backbone.res{k}")[1:]) for k in (2, 3, 4, 5)}
     return {
-        "image": f"3{x}{D.H0}{x}{D.W0}",
-        "input": f"3{x}{D.H}{x}{D.W}",
+        "image": shape_str((3, D.H0, D.W0)),
+        "input": shape_str((3, D.H, D.W)),
         "res5": res[5], "res4": res[4], "res3": res[3], "res2": res[2],
-        "proj": f"{D.d}{x}{D.h}{x}{D.w}",
-        "memory": f"{D.d}{x}{D.h}{x}{D.w}",
-        "queries": f"{D.N}{x}{D.d}",
-        "box_embeddings": f"{D.d}{x}{D.N}",
-        "classes": f"{D.N}{x}{D.C + 1}",
-        "boxes": f"{D.N}{x}4",
-        "maps": f"{D.N}{x}{D.M}{x}{D.h}{x}{D.w}",
-        "concat": f"{D.N}{x}{D.d + D.M}{x}{D.h}{x}{D.w}",
-        "masks": f"{D.N}{x}{H4}{x}{W4}",
-        "panoptic": f"{D.H0}{x}{D.W0}",
+        "proj": shape_str((D.d, D.h, D.w)),
+        "memory": shape_str((D.d, D.h, D.w)),
+        "queries": shape_str((D.N, D.d)),
+        "box_embeddings": shape_str((D.d, D.N)),
+        "classes": shape_str((D.N, D.C + 1)),
+        "boxes": shape_str((D.N, 4)),
+        "maps": shape_str((D.N, D.M, D.h, D.w)),
+        "concat": shape_str((D.N, D.d + D.M, D.h, D.w)),
+        "masks": shape_str((D.N, H4, W4)),
+        "panoptic": shape_str((D.H0, D.W0)),
     }
 
 
-def pipeline_svg(trace, links: dict | None = None) -> str:
-    """The pipeline as an SVG string; `links` maps a step number (1..7, 8 = all tensors) to the
-    URL its boxes link to (opened with target="_self")."""
-    links = links or {}
-    D = dims(trace)
-    s = shapes(trace)
-    out = []
-    ROW1, ROW2, BH, LH = 110, 390, 70, 18    # top of row 1, top of row 2, box height, text line height
-    mid1, mid2 = ROW1 + BH / 2, ROW2 + BH / 2
+ROW1, ROW2, BH, LH = 110, 390, 70, 18    # top of row 1, top of row 2, box height, text line height
+MID1, MID2 = ROW1 + BH / 2, ROW2 + BH / 2
+SVG_STYLE = ("<style>.t{font:600 19px sans-serif;fill:#111;text-anchor:middle}"
+             ".s{font:15px sans-serif;fill:#222;text-anchor:middle}"
+             ".a{font:600 15px monospace;fill:#000}.n{font:14px sans-serif;fill:#333}"
+             "a{cursor:pointer;text-decoration:none}a text{text-decoration:none}"
+             "a:hover rect{stroke-width:4}</style>")
+SVG_DEFS = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+            'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#333"/></marker></defs>')
 
-    def box(x, y, w, title, sub, step=None, kind="op", target=None):
+
+class _Diagram:
+    """SVG elements of the pipeline diagram: boxes (a step's box links to its page), arrows, labels."""
+
+    def __init__(self, links: dict):
+        self.links, self.out = links, []
+
+    def box(self, x, y, w, title, sub, step=None, kind="op", target=None):
         fill = STEP_FILLS.get(step, "#FFFFFF") if kind == "op" else "#FFFFFF"
         stroke = STEP_COLORS.get(step, "#555555") if kind == "op" else "#777777"
         dash = ' stroke-dasharray="5 3"' if kind == "data" else ""
@@ -73,69 +82,75 @@ def pipeline_svg(trace, links: dict | None = None) -> str:
                 f'stroke-width="2.4"{dash}/>'
                 f'<text x="{x + w / 2}" y="{y + 30}" class="t" style="{LINK_STYLE}">{escape(badge + title)}</text>'
                 f'<text x="{x + w / 2}" y="{y + 54}" class="s" style="{LINK_STYLE}">{escape(sub)}</text>{tip}')
-        href = links.get(target if target is not None else step)
+        href = self.links.get(target if target is not None else step)
         if href:
             body = f'<a href="{escape(href)}" target="_self" style="{LINK_STYLE}">{body}</a>'
-        out.append(body)
+        self.out.append(body)
 
-    def arrow(points, dashed=False):
+    def arrow(self, points, dashed=False):
         pts = " ".join(f"{px},{py}" for px, py in points)
         dash = ' stroke-dasharray="7 5"' if dashed else ""
-        out.append(f'<polyline points="{pts}" fill="none" stroke="#333" stroke-width="2"{dash} '
-                   f'marker-end="url(#arrow)"/>')
+        self.out.append(f'<polyline points="{pts}" fill="none" stroke="#333" stroke-width="2"{dash} '
+                        f'marker-end="url(#arrow)"/>')
 
-    def label(x, y, lines, anchor="middle"):
+    def label(self, x, y, lines, anchor="middle"):
         """Text lines from y down; a line starting with '=' is a live shape (bold monospace)."""
         for i, text in enumerate(lines):
             cls, text = ("a", text[1:]) if text.startswith("=") else ("n", text)
-            out.append(f'<text x="{x}" y="{y + LH * i}" class="{cls}" text-anchor="{anchor}">{escape(text)}</text>')
+            self.out.append(f'<text x="{x}" y="{y + LH * i}" class="{cls}" text-anchor="{anchor}">'
+                            f'{escape(text)}</text>')
 
-    # -- row 1: the detector, left to right --------------------------------------------------------
+
+def pipeline_svg(trace, links: dict | None = None) -> str:
+    """The pipeline as an SVG string; `links` maps a step number (1..7, 8 = all tensors) to the
+    URL its boxes link to (opened with target="_self")."""
+    svg = _Diagram(links or {})
+    D, s = dims(trace), shapes(trace)
+    _detector_row(svg, D, s)
+    _panoptic_row(svg, D, s)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 -4 1160 {ROW2 + 130 + BH + 8}" width="100%" '
+            f'role="img" aria-label="The DETR panoptic pipeline with the live tensor shapes of this image">'
+            f'{SVG_STYLE}{SVG_DEFS}{"".join(svg.out)}</svg>')
+
+
+def _detector_row(svg: _Diagram, D, s: dict) -> None:
+    """Row 1: the detector, left to right (image, backbone, input_proj, encoder, decoder)."""
     cnn = D.backbone.replace("resnet", "ResNet-") + (" DC5" if D.stride == 16 else "")
-    box(5, ROW1, 140, "Image", s["image"], kind="data")
-    box(205, ROW1, 185, "CNN backbone", cnn, 1)
-    box(445, ROW1, 170, "input_proj", "1x1 conv", 1)
-    box(690, ROW1, 170, "Encoder", _plural(D.enc_layers, "layer"), 2)
-    box(940, ROW1, 180, "Decoder", _plural(D.dec_layers, "layer") + ", class + box", 3)
-    box(950, 0, 170, "object queries", s["queries"], kind="data", target=3)
+    svg.box(5, ROW1, 140, "Image", s["image"], kind="data")
+    svg.box(205, ROW1, 185, "CNN backbone", cnn, 1)
+    svg.box(445, ROW1, 170, "input_proj", "1x1 conv", 1)
+    svg.box(690, ROW1, 170, "Encoder", _plural(D.enc_layers, "layer"), 2)
+    svg.box(940, ROW1, 180, "Decoder", _plural(D.dec_layers, "layer") + ", class + box", 3)
+    svg.box(950, 0, 170, "object queries", s["queries"], kind="data", target=3)
     for (x0, x1), name, shape in (((145, 205), "resized input", s["input"]), ((390, 445), "Res5", s["res5"]),
                                   ((615, 690), "+ sine positions", s["proj"]), ((860, 940), "memory", s["memory"])):
-        arrow([(x0, mid1), (x1 - 2, mid1)])
-        label((x0 + x1) / 2, ROW1 - 30, (name, "=" + shape))
-    arrow([(1035, BH), (1035, ROW1 - 2)])                    # the queries enter the decoder from above
+        svg.arrow([(x0, MID1), (x1 - 2, MID1)])
+        svg.label((x0 + x1) / 2, ROW1 - 30, (name, "=" + shape))
+    svg.arrow([(1035, BH), (1035, ROW1 - 2)])                # the queries enter the decoder from above
 
-    # -- row 2: the panoptic head, right to left --------------------------------------------------
-    box(690, ROW2, 430, "Multi-head attention", f"box attention: {D.M} heads, one softmax over heads and cells", 4)
-    box(445, ROW2, 170, "Concat", "with input_proj(Res5)", 5)
-    box(205, ROW2, 185, "FPN-style CNN", "upsample + Res4..Res2", 6)
-    box(5, ROW2, 140, "Merge", "pixel-wise argmax", 7)
-    box(5, ROW2 + 130, 140, "Panoptic map", s["panoptic"], kind="data", target=7)
-    box(950, ROW2 + 130, 170, "All tensors", "every stage, one table", kind="table", target=ALL_TENSORS)
+
+def _panoptic_row(svg: _Diagram, D, s: dict) -> None:
+    """Row 2: the panoptic head, right to left (box attention, concat, FPN, merge), and what feeds it."""
+    svg.box(690, ROW2, 430, "Multi-head attention", f"box attention: {D.M} heads, one softmax over heads and cells", 4)
+    svg.box(445, ROW2, 170, "Concat", "with input_proj(Res5)", 5)
+    svg.box(205, ROW2, 185, "FPN-style CNN", "upsample + Res4..Res2", 6)
+    svg.box(5, ROW2, 140, "Merge", "pixel-wise argmax", 7)
+    svg.box(5, ROW2 + 130, 140, "Panoptic map", s["panoptic"], kind="data", target=7)
+    svg.box(950, ROW2 + 130, 170, "All tensors", "every stage, one table", kind="table", target=ALL_TENSORS)
     down_y = ROW1 + BH + 34
     for x, lines, dashed in (
             (775, ("encoded image", "=" + s["memory"], f"d x H/{D.stride} x W/{D.stride}"), False),
             (1030, ("box embeddings", "=" + s["box_embeddings"], "hs[-1], d x N"), False),
             (530, ("input_proj(Res5)", "=" + s["proj"]), False),
             (297, ("Res4, Res3, Res2", "=" + s["res4"], "=" + s["res3"], "=" + s["res2"]), True)):
-        arrow([(x, ROW1 + BH), (x, ROW2 - 2)], dashed=dashed)
-        label(x + 8, down_y, lines, anchor="start")
+        svg.arrow([(x, ROW1 + BH), (x, ROW2 - 2)], dashed=dashed)
+        svg.label(x + 8, down_y, lines, anchor="start")
     for (x0, x1), lines in (((690, 615), ("=" + s["maps"], "attention maps", f"N x M x H/{D.stride} x W/{D.stride}")),
                             ((445, 390), ("=" + s["concat"], "d + M channels")),
                             ((205, 145), ("=" + s["masks"], "mask logits"))):
-        arrow([(x0, mid2), (x1 + 2, mid2)])
-        label((x0 + x1) / 2, ROW2 + BH + 24, lines)
-    arrow([(75, ROW2 + BH), (75, ROW2 + 128)])
-
-    style = ("<style>.t{font:600 19px sans-serif;fill:#111;text-anchor:middle}"
-             ".s{font:15px sans-serif;fill:#222;text-anchor:middle}"
-             ".a{font:600 15px monospace;fill:#000}.n{font:14px sans-serif;fill:#333}"
-             "a{cursor:pointer;text-decoration:none}a text{text-decoration:none}"
-             "a:hover rect{stroke-width:4}</style>")
-    defs = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-            'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#333"/></marker></defs>')
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 -4 1160 {ROW2 + 130 + BH + 8}" width="100%" '
-            f'role="img" aria-label="The DETR panoptic pipeline with the live tensor shapes of this image">'
-            f'{style}{defs}{"".join(out)}</svg>')
+        svg.arrow([(x0, MID2), (x1 + 2, MID2)])
+        svg.label((x0 + x1) / 2, ROW2 + BH + 24, lines)
+    svg.arrow([(75, ROW2 + BH), (75, ROW2 + 128)])
 
 
 def _plural(n: int, word: str) -> str:
@@ -167,3 +182,9 @@ def timings_figure(trace):
                       xaxis=dict(title="seconds", range=[0, longest * 1.5]), yaxis=dict(autorange="reversed"),
                       font=dict(size=15))
     return fig
+
+
+@cached
+def panoptic_picture(trace, threshold: float, width: int = DISPLAY_WIDTH):
+    """The merge at `threshold` over the photo at a display width."""
+    return panoptic_overlay(display_image(trace, width), merged(trace, threshold))

@@ -8,10 +8,12 @@ import re
 import numpy as np
 from PIL import Image
 
+from ..cache import cached
 from ..images import denormalize
 from ..stages import stage
 from ..trace import DERIVED
 from ..viz import DIVERGING, SEQUENTIAL, fit_width, grid, heatmap, panoptic_overlay, size_at_width, to_numpy
+from .common import shape_str
 
 SUMMARY_COLUMNS = ["stage", "step", "shape", "dtype", "min", "max", "mean", "description"]
 
@@ -72,6 +74,7 @@ def _channels(x: np.ndarray, n: int, tile: int, label: str = "ch", first: int = 
     return grid(tiles, min(4, len(tiles)), labels=labels, label_height=20)
 
 
+@cached
 def stage_preview(trace, name: str, q: int | None = None, n: int = 8, tile: int = 200,
                   width: int = 800) -> tuple[Image.Image, str]:
     """(picture, caption) of a stage: channel grid for feature maps, per-head matrices for attention,
@@ -99,14 +102,14 @@ def stage_preview(trace, name: str, q: int | None = None, n: int = 8, tile: int 
             hint = "rows and columns: queries"
         tiles = [_matrix(hd, tile, False) for hd in heads]
         return grid(tiles, 4, labels=[f"head {m + 1}" for m in range(len(tiles))], label_height=20), \
-            f"{name}: {heads.shape[0]} heads, each {heads.shape[1]} × {heads.shape[2]} ({hint})"
+            f"{name}: {heads.shape[0]} heads, each {shape_str(heads.shape[1:3])} ({hint})"
     if name == "bbox_attention":
         q = int(trace.panoptic.kept[0]) if q is None and len(trace.panoptic.kept) else (q or 0)
         return _channels(x[0, q], n, tile, "head", first=1), \
-            f"bbox_attention of query {q}: its M maps (heads 1..M) over the {h}×{w} grid"
+            f"bbox_attention of query {q}: its M maps (heads 1..M) over the {shape_str((h, w))} grid"
     if re.fullmatch(r"encoder\.layer\d+", name):                             # (hw, B, d)
         x = x[:, 0].T.reshape(-1, h, w)                                      # (d, h, w)
-        return _channels(x, n, tile), f"{name} as d maps over the {h}×{w} grid: first {n} channels"
+        return _channels(x, n, tile), f"{name} as d maps over the {shape_str((h, w))} grid: first {n} channels"
     if x.ndim == 4 and x.shape[0] == 1:                                      # (1, C, H, W) feature maps
         return _channels(x[0], n, tile), f"{name}: first {min(n, x.shape[1])} of {x.shape[1]} channels"
     if x.ndim == 4:                                                          # (L, B, N, C): last layer
@@ -116,7 +119,7 @@ def stage_preview(trace, name: str, q: int | None = None, n: int = 8, tile: int 
         m = x[0] if x.shape[0] == 1 else x[:, 0]
         return _matrix(m, width, m.min() < 0 < m.max()), f"{name}: rows = {m.shape[0]}, columns = {m.shape[1]}"
     if x.ndim == 2:
-        return _matrix(x, width, x.min() < 0 < x.max()), f"{name}: {x.shape[0]} × {x.shape[1]}"
+        return _matrix(x, width, x.min() < 0 < x.max()), f"{name}: {shape_str(x.shape)}"
     return _matrix(x.reshape(1, -1), width, x.min() < 0 < x.max()), name
 
 
@@ -132,7 +135,9 @@ def figure_names(trace) -> list[str]:
 
 def figure(trace, result, name: str, q: int) -> Image.Image:
     """Draw one of `figure_names` (result = the merge at the session threshold)."""
-    from . import concat, merge, upsampling
+    from . import step5_concat_res5 as concat
+    from . import step6_upsampling as upsampling
+    from . import step7_merge as merge
     if name.startswith("Panoptic map over"):
         return panoptic_overlay(trace.image, result)
     if name.startswith("Panoptic colour map"):
@@ -172,3 +177,17 @@ def trace_megabytes(trace) -> float:
         item = 1 if (n in trace.tensors and trace.tensors[n].dtype.itemsize == 1) else 4
         total += int(np.prod(shape)) * item
     return total / 1e6
+
+
+# ---- what the page draws, cached per trace ---------------------------------------------------------
+# Keyed by the traced queries too: the trace grows when a page runs the mask head for another query.
+@cached(keep=2)
+def summary_at(trace, mask_queries: tuple) -> list[dict]:
+    """The All tensors table (`Trace.summary()`) while `mask_queries` are the traced queries."""
+    return trace.summary()
+
+
+@cached(keep=2)
+def megabytes_at(trace, mask_queries: tuple) -> float:
+    """trace_megabytes while `mask_queries` are the traced queries."""
+    return trace_megabytes(trace)

@@ -13,8 +13,10 @@ import torch
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
+from ..cache import cached
 from ..viz import boxes_to_xyxy, draw_boxes, grid, load_font, to_numpy
-from . import DISPLAY_WIDTH, dims, display_image, grid_overlay, tile_width
+from .common import DISPLAY_WIDTH, dims, display_image, grid_overlay, tile_width
+from .step7_merge import merged
 
 # Okabe-Ito, for lines of a chart (colour-blind safe); "no object" is drawn grey and dashed.
 LINE_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
@@ -113,6 +115,7 @@ def layer_probs(trace, q: int, top: int = 4) -> dict[str, np.ndarray]:
     return out
 
 
+@cached
 def layer_table(trace, q: int) -> list[dict]:
     """Per layer: argmax class, its probability, p(no object), the box in photo pixels."""
     D = dims(trace)
@@ -149,6 +152,7 @@ def layer_colors(L: int) -> list[tuple[int, int, int]]:
     return [tuple(int(255 * v) for v in cmap(i / max(1, L - 1))[:3]) for i in range(L)]
 
 
+@cached
 def layer_boxes_picture(trace, q: int, width: int = DISPLAY_WIDTH) -> Image.Image:
     """Query q's box after every decoder layer on the photo, coloured by layer (viridis); a row of
     tags L1 .. LL above the final box gives the colours; the final box is drawn thickest."""
@@ -179,6 +183,7 @@ def layer_boxes_picture(trace, q: int, width: int = DISPLAY_WIDTH) -> Image.Imag
 
 
 # ---- cross-attention into the encoded image ---------------------------------------------------------
+@cached
 def cross_attention(trace, layer: int, q: int) -> np.ndarray:
     """(M, h, w): where query q looks in the encoded image in decoder layer `layer`, per head (each
     head's map sums to 1; their mean is what nn.MultiheadAttention reports by default)."""
@@ -215,6 +220,7 @@ def cross_heads_grid(trace, maps: np.ndarray, q: int, layer: int, width: int = D
     return grid(tiles, ncols, labels=[f"head {m + 1}" for m in range(M)], label_height=max(22, tile // 8))
 
 
+@cached
 def embedding_check(trace) -> dict:
     """Live facts: the box embeddings are hs[-1]; pred_logits / pred_boxes are the heads on it."""
     model = trace.model
@@ -226,3 +232,27 @@ def embedding_check(trace) -> dict:
     return {"hs": tuple(hs.shape), "box_embeddings": tuple(hs[-1].shape),
             "logits_diff": float((logits - trace["pred_logits"]).abs().max()),
             "boxes_diff": float((boxes - trace["pred_boxes"]).abs().max())}
+
+# ---- what the page draws, cached per trace (keyed by threshold, query, layer, width) ------------------
+@cached
+def query_rows_at(trace, threshold: float) -> list[dict]:
+    """query_rows of the merge at `threshold`."""
+    return query_rows(trace, merged(trace, threshold))
+
+
+@cached
+def kept_boxes_picture_at(trace, threshold: float, width: int = DISPLAY_WIDTH) -> Image.Image:
+    """kept_boxes_picture of the merge at `threshold`."""
+    return kept_boxes_picture(trace, merged(trace, threshold), width)
+
+
+@cached
+def average_cross_picture(trace, layer: int, q: int, width: int = DISPLAY_WIDTH) -> Image.Image:
+    """Query q's cross-attention in decoder layer `layer`, averaged over the heads, over the photo."""
+    return cross_attention_picture(trace, cross_attention(trace, layer, q).mean(0), q, layer, width)   # (h, w)
+
+
+@cached
+def heads_cross_picture(trace, layer: int, q: int, width: int = DISPLAY_WIDTH) -> Image.Image:
+    """Query q's M cross-attention maps in decoder layer `layer`, in a grid."""
+    return cross_heads_grid(trace, cross_attention(trace, layer, q), q, layer, width)

@@ -11,12 +11,24 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..cache import cached
 from ..viz import DIVERGING, grid, pca_rgb, to_numpy
-from . import (DISPLAY_WIDTH, cell_index, dims, display_image, effective_cells, grid_overlay, grid_picture,
-               mark_cell, rgb_grid_picture, tile_width)
+from .common import (
+    DISPLAY_WIDTH,
+    cell_index,
+    dims,
+    display_image,
+    effective_cells,
+    grid_overlay,
+    grid_picture,
+    mark_cell,
+    rgb_grid_picture,
+    tile_width,
+)
 
 
 # ---- where the encoded image comes from ----------------------------------------------------------
+@cached
 def memory_check(trace) -> dict:
     """Live facts about `memory`: it equals the last encoder layer's output reshaped (no final norm),
     and how much the encoder changed input_proj(Res5)."""
@@ -53,6 +65,7 @@ def position_frequency(trace, channel: int) -> float:
     return float(1.0 / 10000 ** (2 * (i // 2) / half))
 
 
+@cached
 def position_grid(trace, width: int = DISPLAY_WIDTH) -> Image.Image:
     """The chosen position channels as signed maps (PuOr, -1 .. 1): y channels in the first row,
     x channels in the second."""
@@ -68,6 +81,7 @@ def position_grid(trace, width: int = DISPLAY_WIDTH) -> Image.Image:
     return grid(tiles, ncols, labels=labels, label_height=max(22, tile // 10))
 
 
+@cached
 def position_check(trace) -> float:
     """Largest |recomputed - stored| of the position encoding, from the formula on the page."""
     D = dims(trace)
@@ -88,16 +102,19 @@ def position_check(trace) -> float:
 
 
 # ---- the encoded image as a picture -------------------------------------------------------------
+@cached
 def memory_pca(trace, width: int = DISPLAY_WIDTH) -> Image.Image:
     """The encoded image's 3 principal components as R, G, B."""
     return rgb_grid_picture(trace, pca_rgb(trace["memory"][0]), width)
 
 
+@cached
 def memory_norm(trace) -> np.ndarray:
     """(h, w) L2 norm of each cell's d-vector in the encoded image."""
     return to_numpy(trace["memory"][0].norm(dim=0))
 
 
+@cached
 def memory_norm_picture(trace, width: int = DISPLAY_WIDTH) -> Image.Image:
     """The per-cell norm over the photo (viridis, min .. max; 0 .. max when all norms are nearly
     equal, so that rounding noise is not painted as structure)."""
@@ -107,6 +124,7 @@ def memory_norm_picture(trace, width: int = DISPLAY_WIDTH) -> Image.Image:
 
 
 # ---- self-attention of one cell ------------------------------------------------------------------
+@cached
 def cell_attention(trace, layer: int, cell) -> np.ndarray:
     """(M, h, w): where grid cell `cell` = (row, col) looks in encoder layer `layer`, per head.
     Each head's map sums to 1 (the softmax of nn.MultiheadAttention is per head)."""
@@ -140,3 +158,15 @@ def heads_grid(trace, maps: np.ndarray, cell, width: int = DISPLAY_WIDTH, ncols:
     tiles = [mark_cell(trace, grid_overlay(trace, maps[m], base, alpha=0.65, vmin=0, vmax=vmax), cell, width=2)
              for m in range(M)]
     return grid(tiles, ncols, labels=[f"head {m + 1}" for m in range(M)], label_height=max(22, tile // 8))
+
+@cached
+def average_attention_picture(trace, layer: int, cell, width: int = DISPLAY_WIDTH) -> Image.Image:
+    """The mean of the M heads' maps of `cell` in encoder layer `layer`, over the photo."""
+    return attention_overlay(trace, cell_attention(trace, layer, cell).mean(0), cell, width)    # (h, w)
+
+
+@cached
+def heads_attention_picture(trace, layer: int, cell, width: int = DISPLAY_WIDTH,
+                            shared_scale: bool = False) -> Image.Image:
+    """The M heads' maps of `cell` in encoder layer `layer`, each over the photo, in a grid."""
+    return heads_grid(trace, cell_attention(trace, layer, cell), cell, width, shared_scale=shared_scale)

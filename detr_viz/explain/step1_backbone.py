@@ -10,15 +10,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..cache import cached
 from ..images import MEAN, STD, denormalize
 from ..stages import stages_of_step
 from ..viz import DIVERGING, grid, heatmap, pca, scores_rgb, size_at_width, top_channels
-from . import DISPLAY_WIDTH, dims, display_image, grid_overlay, grid_picture, rgb_grid_picture, tile_width
+from .common import DISPLAY_WIDTH, dims, display_image, grid_overlay, grid_picture, rgb_grid_picture, tile_width
 
 CHANNEL_NAMES = ("red", "green", "blue")
 
 
 # ---- the input tensor -----------------------------------------------------------------------------
+@cached
 def input_info(trace) -> dict:
     """Sizes and value ranges of the network input (the resized, normalised photo)."""
     D = dims(trace)
@@ -31,19 +33,22 @@ def input_info(trace) -> dict:
             "padding_pixels": int(trace["input.mask"].sum())}
 
 
+@cached
 def denormalized(trace) -> Image.Image:
     """The network input with the normalisation undone: x * std + mean, as an RGB picture."""
     return Image.fromarray(denormalize(trace["input"]))     # (H, W, 3) uint8
 
 
-def denormalize_check(trace, picture: Image.Image | None = None) -> int:
-    """Largest difference (grey levels, 0..255) between the de-normalised input (`picture`, made
-    if not given) and the resized photo: only float rounding separates them."""
-    a = np.asarray(picture or denormalized(trace), dtype=np.int16)
+@cached
+def denormalize_check(trace) -> int:
+    """Largest difference (grey levels, 0..255) between the de-normalised input and the resized
+    photo: only float rounding separates them."""
+    a = np.asarray(denormalized(trace), dtype=np.int16)
     b = np.asarray(trace.pre.resized_image.convert("RGB"), dtype=np.int16)
     return int(np.abs(a - b).max())
 
 
+@cached
 def normalized_channels(trace, width: int = DISPLAY_WIDTH) -> list[Image.Image]:
     """The three channels of the input tensor as signed maps (PuOr, one common scale, 0 = white):
     what the network really receives."""
@@ -71,6 +76,7 @@ def level_stride(trace, name: str) -> int:
     return trace.config.stride if k == 5 else 2 ** k
 
 
+@cached
 def levels(trace) -> list[dict]:
     """One row per level: shape, stride, and how sparse the (post-ReLU) activations are."""
     D = dims(trace)
@@ -86,11 +92,13 @@ def levels(trace) -> list[dict]:
     return rows
 
 
+@cached
 def most_active(trace, name: str, k: int = 16) -> list[int]:
     """The k channels of a level with the highest mean activation over the image."""
     return top_channels(trace[name][0], k)
 
 
+@cached
 def channels_grid(trace, name: str, channels, width: int = DISPLAY_WIDTH, ncols: int = 4) -> Image.Image:
     """A grid of channels of one level, each scaled on its own (viridis), in the photo's frame."""
     f = trace[name][0]                                      # (C, h_k, w_k)
@@ -100,6 +108,7 @@ def channels_grid(trace, name: str, channels, width: int = DISPLAY_WIDTH, ncols:
     return grid(tiles, ncols, labels=[f"channel {c}" for c in channels], label_height=max(18, tile // 8))
 
 
+@cached
 def channel_picture(trace, name: str, channel: int, width: int = DISPLAY_WIDTH) -> tuple[Image.Image, Image.Image]:
     """One channel large: the map on its own (nearest, so its cells show) and over the photo."""
     f = trace[name][0, channel]                             # (h_k, w_k)
@@ -118,6 +127,7 @@ def input_proj_info(model) -> dict:
             "parameters": int(w.numel() + b.numel())}
 
 
+@cached
 def input_proj_check(trace) -> float:
     """Largest |input_proj - (W @ Res5 + b)| over the map: the 1x1 conv is a matrix product per cell."""
     conv = trace.model.detr.input_proj
@@ -128,6 +138,7 @@ def input_proj_check(trace) -> float:
     return float((mine - trace["input_proj"][0].float()).abs().max())
 
 
+@cached
 def pca_picture(trace, name: str, width: int = DISPLAY_WIDTH) -> tuple[Image.Image, float]:
     """The 3 principal components of a (1, C, h, w) grid stage as R, G, B, in the photo's frame
     (cells of one colour have similar feature vectors), and the share of the variance they hold."""

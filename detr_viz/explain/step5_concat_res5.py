@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..cache import cached
 from ..viz import DIVERGING, SEQUENTIAL, grid, heatmap, load_font, size_at_width, to_numpy
-from . import display_image, grid_overlay
+from .common import display_image, grid_overlay, shape_str
 
 FEATURE_EDGE = (0, 114, 178)      # Okabe-Ito blue: the d feature channels
 ATTENTION_EDGE = (230, 159, 0)    # Okabe-Ito orange: the M attention channels
+
+QUERIES_KEEP = 8                # stacks and pictures kept per trace: the last few queries
 
 
 @dataclass
@@ -72,6 +75,7 @@ def other_query(trace, q: int) -> int:
     return (q + 1) % trace.config.num_queries
 
 
+@cached(keep=QUERIES_KEEP)
 def concat_stack(trace, q: int, other: int | None = None) -> ConcatStack:
     """Split query q's concat into features and attention maps and check what they are."""
     cfg = trace.config
@@ -159,7 +163,7 @@ def stack_picture(stack: ConcatStack, channels, tile: int = 300, step: tuple[int
     out = Image.new("RGB", (W, H), (255, 255, 255))
     draw = ImageDraw.Draw(out)
     font, small = load_font(20), load_font(16)
-    draw.text((10, 8), f"query {stack.query}: {stack.channels} × {stack.grid[0]} × {stack.grid[1]} "
+    draw.text((10, 8), f"query {stack.query}: {shape_str((stack.channels, *stack.grid))} "
               f"(d + M = {stack.d} + {stack.M} channels)", fill=(20, 20, 20), font=font)
     fmax = max(float(np.abs(stack.features[list(channels)]).max()), 1e-12)
     amax = float(stack.attention.max()) or 1.0
@@ -196,6 +200,33 @@ def stack_picture(stack: ConcatStack, channels, tile: int = 300, step: tuple[int
     draw.text((tx, ay + 26), f"the {stack.M} box-attention maps", fill=(40, 40, 40), font=small)
     draw.text((tx, ay + 46), f"of query {stack.query} only (front: head {stack.M})", fill=(40, 40, 40), font=small)
     draw.text((10, H - 30),
-              f"each sheet: {stack.grid[0]} × {stack.grid[1]} = the res5 grid (1/{stack.stride} of the input)",
+              f"each sheet: {shape_str(stack.grid)} = the res5 grid (1/{stack.stride} of the input)",
               fill=(60, 60, 60), font=small)
     return out
+
+
+# ---- what the page draws, cached per trace (the last QUERIES_KEEP queries) ----------------------------
+@cached(keep=QUERIES_KEEP)
+def deck_picture(trace, q: int, how: str = "variance") -> Image.Image:
+    """Query q's stack as a deck of sheets: 6 feature channels chosen by `how`, then its attention maps."""
+    stack = concat_stack(trace, q)
+    return stack_picture(stack, feature_channels(stack, 8, how)[:6])
+
+
+@cached(keep=QUERIES_KEEP)
+def feature_picture(trace, q: int, how: str = "variance") -> Image.Image:
+    """8 feature channels of query q's stack (the same for every query), chosen by `how`."""
+    stack = concat_stack(trace, q)
+    return feature_grid(stack, feature_channels(stack, 8, how))
+
+
+@cached(keep=QUERIES_KEEP)
+def attention_picture(trace, q: int) -> Image.Image:
+    """The M attention channels of query q's stack, on one shared scale."""
+    return attention_grid(concat_stack(trace, q))
+
+
+@cached(keep=QUERIES_KEEP)
+def query_attention_overlay(trace, q: int) -> Image.Image:
+    """The sum of query q's M attention maps over the photo."""
+    return attention_overlay(trace, concat_stack(trace, q))

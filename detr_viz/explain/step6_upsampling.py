@@ -22,10 +22,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ..cache import cached
 from ..viz import DIVERGING, SEQUENTIAL, fit_width, heatmap, load_font, size_at_width, to_numpy
+from .common import shape_str
 
 RES_OF_ADAPTER = {1: "Res4", 2: "Res3", 3: "Res2"}
 
+
+QUERIES_KEEP = 12               # views and pictures kept per trace: the last few queries
 
 def fraction(trace, name: str) -> str:
     """Resolution of a stage relative to the network input, as '1/32' (power of two nearest to the
@@ -44,10 +48,7 @@ def size_note(src, dst) -> str:
     return "not exactly ×2: odd sizes round up in the backbone"
 
 
-def _hw(shape) -> str:
-    return f"{shape[-2]}×{shape[-1]}"
-
-
+@cached
 def channel_plan(trace) -> list[dict]:
     """One row per operation of the mask head: resolution, operation, channels in -> out, norm and
     the live shape of one query's output, read from the model's modules and the trace."""
@@ -58,26 +59,26 @@ def channel_plan(trace) -> list[dict]:
         conv, gn = getattr(mh, f"lay{k}"), getattr(mh, f"gn{k}")
         name = f"mask_head.relu{k}"
         rows.append({"stage": f"lay{k} → gn{k} → relu{k}", "resolution": fraction(trace, name),
-                     "operation": f"{conv.kernel_size[0]}×{conv.kernel_size[1]} conv → GroupNorm({gn.num_groups}, "
+                     "operation": f"{conv.kernel_size[0]}x{conv.kernel_size[1]} conv → GroupNorm({gn.num_groups}, "
                                   f"{gn.num_channels}) → ReLU" + (f" ({what})" if what else ""),
                      "channels": f"{conv.in_channels} → {conv.out_channels}",
-                     "shape (one query)": " × ".join(map(str, trace.shape(name)[1:]))})
+                     "shape (one query)": shape_str(trace.shape(name)[1:])})
 
     def skip_row(k):
         ad = getattr(mh, f"adapter{k}")
         up_from = trace.shape(f"mask_head.relu{k + 1}")
         rows.append({"stage": f"adapter{k}({RES_OF_ADAPTER[k]}) + up{k} = fpn{k}",
                      "resolution": fraction(trace, f"mask_head.fpn{k}"),
-                     "operation": f"1×1 conv on {RES_OF_ADAPTER[k]} ({ad.in_channels} → {ad.out_channels}) + "
-                                  f"nearest upsampling {_hw(up_from)} → {_hw(trace.shape(f'mask_head.fpn{k}'))}",
+                     "operation": f"1x1 conv on {RES_OF_ADAPTER[k]} ({ad.in_channels} → {ad.out_channels}) + "
+                                  f"nearest upsampling {shape_str(up_from[-2:])} → {shape_str(trace.shape(f'mask_head.fpn{k}')[-2:])}",
                      "channels": f"{ad.out_channels} + {up_from[1]} → {ad.out_channels} (added, not stacked)",
-                     "shape (one query)": " × ".join(map(str, trace.shape(f"mask_head.fpn{k}")[1:]))})
+                     "shape (one query)": shape_str(trace.shape(f"mask_head.fpn{k}")[1:])})
 
     d, M = trace.config.hidden_dim, trace.config.nheads
     rows.append({"stage": "concat", "resolution": fraction(trace, "mask_head.concat"),
                  "operation": f"input_proj(Res5) ({d} ch) stacked with the query's {M} attention maps (page 5)",
                  "channels": f"{d} + {M} = {d + M}",
-                 "shape (one query)": " × ".join(map(str, trace.shape("mask_head.concat")[1:]))})
+                 "shape (one query)": shape_str(trace.shape("mask_head.concat")[1:])})
     conv_row(1, "")
     conv_row(2, "")
     skip_row(1)
@@ -88,10 +89,10 @@ def channel_plan(trace) -> list[dict]:
     conv_row(5, "")
     out = mh.out_lay
     rows.append({"stage": "out_lay", "resolution": fraction(trace, "mask_head.out_lay"),
-                 "operation": f"{out.kernel_size[0]}×{out.kernel_size[1]} conv to one channel, no norm, "
+                 "operation": f"{out.kernel_size[0]}x{out.kernel_size[1]} conv to one channel, no norm, "
                               "no ReLU: the mask logits",
                  "channels": f"{out.in_channels} → {out.out_channels}",
-                 "shape (one query)": " × ".join(map(str, trace.shape("mask_head.out_lay")[1:]))})
+                 "shape (one query)": shape_str(trace.shape("mask_head.out_lay")[1:])})
     return rows
 
 
@@ -124,6 +125,7 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
+@cached(keep=QUERIES_KEEP)
 def mask_logits(trace, q: int) -> np.ndarray:
     """(h4, w4) the query's mask logits (pred_masks row = out_lay output)."""
     return to_numpy(trace.query("pred_masks", q)[0])
@@ -160,6 +162,7 @@ class FPNLevel:
     channels: int
 
 
+@cached(keep=QUERIES_KEEP)
 def fpn_level(trace, q: int, k: int, view="pc1") -> FPNLevel:
     up = to_numpy(trace.query(f"mask_head.up{k}", q))                       # (C, H, W)
     skip = to_numpy(trace[f"mask_head.adapter{k}"][0])                       # (C, H, W) same for all queries
@@ -211,6 +214,7 @@ class SharpStage:
     kind: str                   # 'pc1', 'attention' or 'logits'
 
 
+@cached(keep=QUERIES_KEEP)
 def sharpening(trace, q: int, d: int | None = None) -> list[SharpStage]:
     """The mask taking shape: the query's attention (sum of its M maps, the only per-query input),
     then the first principal component after each resolution's conv block (oriented so that + means
@@ -252,7 +256,7 @@ def sharpening_picture(stages: list[SharpStage], tile: int = 320, ncols: int = 3
             t = heatmap(s.values, size, SEQUENTIAL, vmin=0.0)
         else:
             t = heatmap(s.values, size, DIVERGING, symmetric=True)
-        draw.text((x, y), f"{i + 1}. {s.resolution}: {s.hw[0]}×{s.hw[1]}, {s.channels} ch", fill=(20, 20, 20),
+        draw.text((x, y), f"{i + 1}. {s.resolution}: {shape_str(s.hw)}, {s.channels} ch", fill=(20, 20, 20),
                   font=font)
         out.paste(t, (x, y + top - 4))
         draw.text((x, y + top + size[1] - 2), s.title, fill=(40, 40, 40), font=font)
@@ -282,3 +286,30 @@ def logit_range(logits: np.ndarray) -> dict:
     p = sigmoid(logits)
     return {"min": float(logits.min()), "max": float(logits.max()), "share_positive": float((logits > 0).mean()),
             "p_min": float(p.min()), "p_max": float(p.max())}
+
+
+# ---- what the page draws, cached per trace (the last QUERIES_KEEP queries) ----------------------------
+@cached(keep=QUERIES_KEEP)
+def sharpening_picture_of(trace, q: int) -> Image.Image:
+    return sharpening_picture(sharpening(trace, q))
+
+
+@cached(keep=QUERIES_KEEP)
+def fpn_picture_of(trace, q: int, k: int, view="pc1") -> Image.Image:
+    return fpn_picture(fpn_level(trace, q, k, view))
+
+
+@cached(keep=QUERIES_KEEP)
+def logits_picture_of(trace, q: int) -> Image.Image:
+    return logits_picture(mask_logits(trace, q))
+
+
+@cached(keep=QUERIES_KEEP)
+def sigmoid_picture_of(trace, q: int) -> Image.Image:
+    return sigmoid_picture(mask_logits(trace, q))
+
+
+@cached(keep=QUERIES_KEEP)
+def mask_overlay_of(trace, q: int) -> Image.Image:
+    """sigmoid(query q's mask logits) over the photo."""
+    return mask_overlay(mask_logits(trace, q), trace.image)

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..cache import cached
 from ..viz import boxes_to_xyxy, draw_boxes, table_grid, to_numpy
-from . import DISPLAY_WIDTH, dims, display_image, grid_overlay
+from .common import DISPLAY_WIDTH, dims, display_image, grid_overlay
+from .step3_decoder import query_class
 
 
 def formula_latex(trace) -> list[tuple[str, str]]:
@@ -44,6 +46,7 @@ def formula_latex(trace) -> list[tuple[str, str]]:
     ]
 
 
+@cached
 def recompute(trace) -> dict:
     """Redo the box attention from hs[-1] and the memory with the model's weights, step by step.
 
@@ -95,6 +98,17 @@ def per_head_softmax_sum(rec: dict, q: int) -> float:
     return float(s.flatten(1).softmax(-1).sum())
 
 
+def query_names(trace, queries) -> list[str]:
+    """The class name of each query (its most likely class, possibly "no object")."""
+    return [trace.categories.label(query_class(trace, q)[0]) for q in queries]
+
+
+def row_labels(trace, queries) -> list[str]:
+    """Row labels of the grid of maps: 'query class', at most 18 characters."""
+    return [f"{q} {name}"[:18] for q, name in zip(queries, query_names(trace, queries))]
+
+
+@cached
 def maps_grid(trace, queries, row_labels, width: int = DISPLAY_WIDTH, scale: str = "query"):
     """Rows = queries, columns = the M heads: each map over the photo.
 
@@ -116,6 +130,7 @@ def maps_grid(trace, queries, row_labels, width: int = DISPLAY_WIDTH, scale: str
                       font_size=font)
 
 
+@cached
 def map_picture(trace, q: int, head: int | None, width: int = DISPLAY_WIDTH) -> Image.Image:
     """One query's map (one head, or the sum of its M heads if head is None) over the photo, with
     the query's box."""
