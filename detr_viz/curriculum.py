@@ -125,13 +125,26 @@ def _branch(trace, det: Detection, q: int) -> torch.Tensor:
         return trace.model.mask_logits(det, maps)[0, 0].cpu()             # (h4, w4)
 
 
+def _merge_with(trace, q: int, logits: torch.Tensor, boxes) -> tuple:
+    """The panoptic merge with query q's mask logits replaced (and the boxes given, which it ignores):
+    (id map bytes, segments)."""
+    masks = trace["pred_masks"].clone()                                  # (1, K, h4, w4)
+    masks[0, trace.mask_queries.index(q)] = logits
+    outputs = {"pred_logits": trace["pred_logits"], "pred_masks": masks, "mask_queries": list(trace.mask_queries)}
+    if boxes is not None:
+        outputs["pred_boxes"] = boxes                                  # (B, N, 4)
+    res = postprocess_panoptic(outputs, trace.pre.processed_size, trace.pre.original_size, trace.threshold,
+                               trace.categories)
+    return res.id_map.tobytes(), res.segments
+
+
 @cached(keep=4)
 def box_independence(trace, q: int | None = None, shift: float = 0.3) -> dict:
     """Move query q's box (every decoder layer's) and rerun the panoptic branch: the mask logits and
     the merge do not change. As a control, give q another query's box embedding: they do.
 
     Returns query, other, box_before, box_after (cx, cy, w, h), moved_max_diff, embedding_max_diff,
-    merge_unchanged (the panoptic map with the moved-box logits equals the trace's)."""
+    merge_unchanged (the merge gives the same map and segments with the moved box's logits)."""
     q = focus_query(trace) if q is None else int(q)
     n = trace.config.num_queries
     other = next((int(o) for o in trace.mask_queries if int(o) != q), (q + 1) % n)
@@ -143,14 +156,9 @@ def box_independence(trace, q: int | None = None, shift: float = 0.3) -> dict:
     base = _branch(trace, _detection(trace), q)
     after_move = _branch(trace, _detection(trace, boxes=moved), q)
     swapped = _branch(trace, _detection(trace, hs=hs), q)
-    masks = trace["pred_masks"].clone()                                  # (1, K, h4, w4)
     unchanged_map = True
-    if q in trace.mask_queries:
-        masks[0, trace.mask_queries.index(q)] = after_move
-        res = postprocess_panoptic({"pred_logits": trace["pred_logits"], "pred_masks": masks,
-                                    "mask_queries": list(trace.mask_queries)}, trace.pre.processed_size,
-                                   trace.pre.original_size, trace.threshold, trace.categories)
-        unchanged_map = bool((res.id_map == trace.panoptic.id_map).all())
+    if q in trace.mask_queries:                                          # the merge, before and after the move
+        unchanged_map = _merge_with(trace, q, base, None) == _merge_with(trace, q, after_move, moved[-1])
     return {"query": q, "other": other, "shift": shift,
             "box_before": [float(v) for v in boxes[-1, 0, q]], "box_after": [float(v) for v in moved[-1, 0, q]],
             "moved_max_diff": float((after_move - base).abs().max()),
