@@ -15,12 +15,15 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from .cache import cached
 from .curriculum import focus_query, other_stride
 from .explain import dims
 from .explain.attention import head_shares
 from .explain.backbone import level_stride
 from .explain.concat import other_query
+from .explain.merge import nearest_index
 from .stages import STEPS
 
 CHOICE, NUMBER = "choice", "number"
@@ -291,31 +294,48 @@ def _step6(trace, D, q):
     ]
 
 
-def _pixel(trace, q: int):
-    """A photo pixel (x, y) inside query q's final segment (its middle row, middle pixel), or the centre."""
-    qmap = trace.panoptic.query_map                               # (H_t, W_t)
-    ys, xs = (qmap == q).nonzero()
-    if len(ys) == 0:
-        return qmap.shape[1] // 2, qmap.shape[0] // 2
-    row = int(sorted(ys)[len(ys) // 2])
-    cols = sorted(xs[ys == row])
-    return int(cols[len(cols) // 2]), row
+def _first_owner(trace) -> np.ndarray:
+    """(H_t, W_t) the first argmax's winner (before the stuff merge) at every photo pixel, mapped as
+    the merge maps its id map to the photo (PIL nearest)."""
+    res = trace.panoptic
+    (h, w), (Ht, Wt) = res.winner_before_merge.shape, res.id_map.shape
+    return res.winner_before_merge[nearest_index(h, Ht)][:, nearest_index(w, Wt)]
+
+
+def _pixel(trace, q: int, first: np.ndarray):
+    """A photo pixel (x, y): the middle one (row-major) of those whose final owner is not the first
+    argmax's winner (the stuff merge or a drop changed it), else the middle pixel of query q's
+    final segment, else the photo's centre."""
+    qmap = trace.panoptic.query_map                                 # (H_t, W_t)
+    for where in (first != qmap, qmap == q):
+        ys, xs = where.nonzero()
+        if len(ys):
+            i = len(ys) // 2
+            return int(xs[i]), int(ys[i])
+    return qmap.shape[1] // 2, qmap.shape[0] // 2
 
 
 def _step7(trace, D, q):
     res = trace.panoptic
     kept = [int(k) for k in res.kept]
     Ht, Wt = res.id_map.shape
-    x, y = _pixel(trace, q)
-    owner = int(res.query_map[y, x])
+    first_map = _first_owner(trace)
+    x, y = _pixel(trace, q, first_map)
+    owner, first = int(res.query_map[y, x]), int(first_map[y, x])
+    nobody = "no query: none passes the threshold"
     if owner >= 0:
         right = _label(trace, owner)
-        why = f"The final map gives photo pixel ({x}, {y}) to {right}, segment {int(res.id_map[y, x])}."
+        why = f"The first argmax over the {len(kept)} kept masks gives photo pixel ({x}, {y}) to {_label(trace, first)}"
+        if first != owner:
+            gone = ", ".join(str(d["query"]) for d in res.dropped)
+            why += (f"; after the stuff merge and the small-segment loop (dropped: {gone or 'none'}) the argmax is "
+                    f"redone without them, and {right} wins")
+        why += f". Final: segment {int(res.id_map[y, x])}, {right}."
     else:
-        right = "no query: none passes the threshold"
+        right = nobody
         why = f"No query's class score is above {res.threshold:g}, so the map has no segment at all."
     by_score = [int(k) for k in (-res.scores).argsort(kind="stable")]
-    wrongs = [_label(trace, k) for k in kept + by_score if k != owner] + ["no query: none passes the threshold"]
+    wrongs = [_label(trace, k) for k in [first] + kept + by_score if k >= 0 and k != owner] + [nobody]
     return [
         _number("s7.compete", 7, f"How many of the {D.N} queries compete in the merge's pixel-wise argmax?", len(kept),
                 f"Only the queries whose most likely class is real with a score above {res.threshold:g}: {len(kept)}.",
