@@ -69,7 +69,7 @@ def render_answer_key(t, name: str = "photo") -> str:
     for a in answers(t):
         lines += [f"**{a.key}.** *{a.quote}*", "", f"- Answered on step {a.step} · {a.step_title}: {a.answer}"]
         if a.verdict:
-            lines.append(f"- Verdict ({a.rating}): {a.verdict}")
+            lines.append(f"- Verdict: {a.verdict}")
         lines.append("")
     return "\n".join(lines)
 
