@@ -115,6 +115,12 @@ def _model(args):
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    try:                                        # a folder that cannot be written fails before the model runs
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: cannot write the worksheet to {args.out} ({e}). Choose another folder with --out.",
+              file=sys.stderr)
+        return 2
     try:
         model = _model(args)
         t = trace(model, args.image, threshold=args.threshold)
