@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import MODELS, ImageError, WeightsUnavailable, create_model, trace
+from . import MODELS, ImageError, WeightsUnavailable, trace
 from .curriculum import answers
 from .models import DEFAULT_MODEL, OFFLINE_MODEL
 from .quiz import CHOICE, LETTERS, Question, questions
@@ -100,20 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _model(args):
-    if args.model == "auto":
-        try:
-            return create_model(DEFAULT_MODEL, weights=args.checkpoint or "official", device=args.device)
-        except WeightsUnavailable as e:
-            print(f"note: the official {DEFAULT_MODEL} weights are not available ({e}); using '{OFFLINE_MODEL}'.",
-                  file=sys.stderr)
-            return create_model(OFFLINE_MODEL, weights="official", device=args.device)
-    if args.model in MODELS:
-        return create_model(args.model, weights=args.checkpoint or "official", device=args.device)
-    return create_model(args.model, device=args.device)
-
-
-def main(argv=None) -> int:
+def main(argv, load_model) -> int:
+    """The `quiz` subcommand. load_model(args) -> model: the command line's own model choice (registry name,
+    checkpoint path or 'auto', with --checkpoint and --device), so both commands choose models alike."""
     args = _parser().parse_args(argv)
     try:                                        # a folder that cannot be written fails before the model runs
         Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -122,7 +111,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     try:
-        model = _model(args)
+        model = load_model(args)
         t = trace(model, args.image, threshold=args.threshold)
     except (WeightsUnavailable, ImageError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -136,7 +125,3 @@ def main(argv=None) -> int:
     print(f"wrote {paths['worksheet']} ({len(questions(t))} questions), {paths['answer_key']} and "
           f"{paths['questions']}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -214,3 +214,7 @@ def test_quiz_command_writes_worksheet_and_matching_answer_key(tmp_path, capsys)
     blocker.write_text("not a folder")
     assert main(["quiz", str(TOY_SCENE), "--model", "toyworld", "--out", str(blocker / "w")]) == 2
     assert "cannot write the worksheet" in capsys.readouterr().err
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is not a picture")
+    assert main(["quiz", str(bad), "--model", "toyworld", "--out", str(tmp_path / "w2")]) == 2
+    assert "error:" in capsys.readouterr().err
