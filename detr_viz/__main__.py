@@ -57,6 +57,10 @@ def _progress(step: int, text: str) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["quiz"]:                    # python -m detr_viz quiz IMAGE ...: the worksheet
+        from . import worksheet
+        return worksheet.main(argv[1:], _load_model)
     args = _parser().parse_args(argv)
     try:
         model = _load_model(args)
