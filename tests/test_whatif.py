@@ -92,6 +92,15 @@ def test_every_attention_change_is_the_mask_head_on_the_changed_concat(tt, reque
     assert torch.equal(r.diff, r.changed - r.original)
 
 
+@pytest.mark.parametrize("request_", [dict(heads_off=[6], renormalise=True), dict(attention="uniform"),
+                                      dict(attention=("shift", 2, 1), features_off=True)])
+def test_toy_attention_changes_are_scaled_as_the_forward_scales_them(toy, request_):
+    t, star = toy
+    assert t.model.mask_head.attention_scale != 1            # the toy model scales the maps by 800
+    r = whatif.mask(t, star, **request_)
+    assert torch.equal(r.changed, by_hand(t, r.maps, request_.get("features_off", False)))
+
+
 def test_heads_off_zero_or_renormalise(tt):
     orig = tt["bbox_attention"][0, 0]                                  # (M, h, w), sums to 1
     zeroed = whatif.mask(tt, 0, heads_off=[2, 5]).maps
