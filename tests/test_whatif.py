@@ -302,3 +302,18 @@ def test_nonsense_queries_and_boxes_say_what_is_wrong(tt):
         whatif.occlude(tt, (10, 10, 10, 40))
     with pytest.raises(ValueError, match="covers no pixel"):
         whatif.occlude(tt, (200, 0, 300, 10))
+
+
+def test_pictures_show_the_change(toy):
+    from detr_viz.whatif import pictures as P
+    t, star = toy
+    r = whatif.mask(t, star, heads_off=[7])                            # the star's mask disappears
+    change = np.asarray(P.change_picture(r.original, r.changed, 80))
+    assert change.shape == (80, 80, 3)
+    assert (change == P.LOST).all(-1).sum() > 0 and not (change == P.GAINED).all(-1).any()
+    overlay = np.asarray(P.mask_overlay(t, r.original, 160)).astype(int)
+    photo = np.asarray(t.pre.resized_image).astype(int)
+    inside = (r.original > 0).repeat_interleave(4, 0).repeat_interleave(4, 1).numpy()
+    assert (overlay[inside] == photo[inside]).all() and (overlay[~inside] < photo[~inside] + 1).all()
+    assert len(P.head_maps(r.maps, 40)) == t.config.nheads
+    assert P.owner_change_picture(whatif.merge(t, drop_queries=[star]), 80).size == (80, 80)
