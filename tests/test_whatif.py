@@ -290,6 +290,8 @@ def test_nonsense_mask_requests_say_what_is_wrong(tt, kwargs, message):
 def test_nonsense_queries_and_boxes_say_what_is_wrong(tt):
     with pytest.raises(ValueError, match=r"query 10 is out of range: this model has 10 queries \(0..9\)"):
         whatif.mask(tt, 10)
+    with pytest.raises(ValueError, match="'3' is not a query index: give a whole number 0..9"):
+        whatif.mask(tt, "3")
     with pytest.raises(ValueError, match="empty list"):
         whatif.merge(tt, drop_queries=[])
     with pytest.raises(ValueError, match=r"2 is not kept at threshold 0.85.*kept queries \[0, 3, 4, 6, 8\]"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..cache import cached
+
 # skip name -> the mask head's adapter that brings it in (adapter1 + res4, adapter2 + res3, adapter3 + res2)
 SKIPS = {"res4": "adapter1", "res3": "adapter2", "res2": "adapter3"}
 
@@ -17,11 +19,10 @@ def phrase(items) -> str:
 def check_query(trace, q, what: str = "query") -> int:
     """q as an int in 0..N-1, or a ValueError that says the range."""
     n = trace.config.num_queries
-    try:
-        qi = int(q)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} {q!r} is not a query index: give a whole number 0..{n - 1}") from None
-    if qi != q or not 0 <= qi < n:
+    if isinstance(q, bool) or not hasattr(q, "__index__"):
+        raise ValueError(f"{what} {q!r} is not a query index: give a whole number 0..{n - 1}")
+    qi = int(q)
+    if not 0 <= qi < n:
         raise ValueError(f"{what} {q!r} is out of range: this model has {n} queries (0..{n - 1})")
     return qi
 
@@ -50,3 +51,9 @@ def takers(before: np.ndarray, after: np.ndarray, q: int) -> dict[int, int]:
     owners, counts = np.unique(after[before == q], return_counts=True)
     order = np.argsort(-counts, kind="stable")
     return {int(owners[i]): int(counts[i]) for i in order}
+
+
+@cached(keep=1)
+def traced_owners(trace) -> np.ndarray:
+    """(H, W) int32 query owning each pixel of `trace.panoptic` (-1: nobody), computed once per trace."""
+    return trace.panoptic.query_map

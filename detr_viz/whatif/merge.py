@@ -17,7 +17,7 @@ import numpy as np
 from ..cache import cached
 from ..postprocess import SMALL_AREA, PanopticResult, _resize_ids, instance_color, postprocess_panoptic
 from ..trace import kept_queries
-from .common import check_query, owner_change, phrase, query_name, takers
+from .common import check_query, owner_change, phrase, query_name, takers, traced_owners
 
 
 @dataclass
@@ -58,7 +58,7 @@ def merge(trace, drop_queries=None, stuff_merge=True, small_filter=True, thresho
 def _merge(trace, drops: tuple, stuff_merge: bool, small_filter: bool, threshold: float) -> MergeResult:
     original = trace.panoptic
     changed = panoptic_with(trace, drops, stuff_merge, small_filter, threshold)
-    before, after = original.query_map, changed.query_map
+    before, after = traced_owners(trace), changed.query_map
     owner_changed, share = owner_change(before, after)
     taken_by = {q: takers(before, after, q) for q in drops}
     sentence = _sentence(trace, drops, stuff_merge, small_filter, threshold, share, taken_by, original, changed)

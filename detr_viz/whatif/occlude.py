@@ -11,7 +11,7 @@ from ..cache import cached
 from ..images import resized_size
 from ..postprocess import PanopticResult
 from ..trace import trace as run_trace
-from .common import owner_change, phrase, query_name
+from .common import owner_change, phrase, query_name, traced_owners
 
 GREY = (128, 128, 128)
 _progress = threading.local()       # the progress callback of the running request (not a cache key)
@@ -67,7 +67,7 @@ def _occlude(trace, box: tuple, fill: tuple) -> OcclusionResult:
     size, max_size = _resize_that_gives(pre, trace.config)
     new = run_trace(trace.model, image, threshold=trace.threshold, progress=getattr(_progress, "fn", None),
                     size=size, max_size=max_size)
-    before, after = trace.panoptic.query_map, new.panoptic.query_map
+    before, after = traced_owners(trace), new.panoptic.query_map
     owner_changed, share = owner_change(before, after)
     kb, ka = [int(q) for q in trace.panoptic.kept], [int(q) for q in new.panoptic.kept]
     (bx0, by0, bx1, by1), (H, W) = box, pre.original_size
