@@ -123,6 +123,8 @@ def _check_attention(trace, attention):
 
 @dataclass
 class MaskResult:
+    """One query's mask before and after an intervention. Masks are at the mask head's resolution
+    (H/4 x W/4 of the network input); areas count its pixels where the logit is > 0."""
     query: int
     request: MaskRequest
     original: torch.Tensor      # (H/4, W/4) traced mask logits
@@ -164,19 +166,20 @@ def _mask(trace, q: int, req: MaskRequest) -> MaskResult:
     maps = changed_maps(trace, q, req)                                  # (M, h, w)
     changed = run_mask_head(trace, q, None if req.untouched else maps, req.features_off, req.skips_off)
     iou, before, after, kept = binary_iou(original, changed)
+    return MaskResult(q, req, original, changed, changed - original, maps, iou, before, after, kept,
+                      _sentence(trace, q, req, iou, before, after, kept))
+
+
+def _sentence(trace, q, req, iou, before, after, kept) -> str:
+    """'With heads 2 and 5 off, query 7 (star)'s mask keeps 83% of its 1,204 pixels and gains 35 (IoU 0.81).'"""
+    who = f"{query_name(trace, q)}'s mask"
     if req.untouched:
-        what = f"With nothing changed, {query_name(trace, q)}'s mask is the traced one"
-    else:
-        d = req.describe()
-        what = f"{d[0].upper()}{d[1:]}, {query_name(trace, q)}'s mask"
-    if before:
-        sentence = (f"{what} keeps {kept / before:.0%} of its {before:,} pixels and gains {after - kept:,} "
-                    f"(IoU {iou:.2f}).")
-    else:
-        sentence = f"{what} was empty and now covers {after:,} pixels (IoU {iou:.2f})."
-    if req.untouched:
-        sentence = f"{what} ({before:,} pixels, IoU {iou:.2f})."
-    return MaskResult(q, req, original, changed, changed - original, maps, iou, before, after, kept, sentence)
+        return f"With nothing changed, {who} is the traced one ({before:,} pixels, IoU {iou:.2f})."
+    d = req.describe()
+    what = f"{d[0].upper()}{d[1:]}, {who}"
+    if not before:
+        return f"{what} was empty and now covers {after:,} pixels (IoU {iou:.2f})."
+    return f"{what} keeps {kept / before:.0%} of its {before:,} pixels and gains {after - kept:,} (IoU {iou:.2f})."
 
 
 def changed_maps(trace, q: int, req: MaskRequest) -> torch.Tensor:
