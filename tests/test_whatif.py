@@ -269,6 +269,18 @@ def test_results_are_cached_per_trace(tt):
     assert whatif.mask(tt, 0, heads_off=[2]) is not a
     assert whatif.merge(tt, drop_queries=[0]) is whatif.merge(tt, drop_queries=(0,))
     assert tt.derived.nbytes > 0
+    # a request survives a round trip through plain keyword arguments (as a URL would keep it)
+    r = whatif.mask(tt, 0, heads_off=[5, 2], renormalise=True, attention=("shift", 1, 0), skips_off="res2")
+    assert r.request.as_kwargs() == dict(heads_off=[2, 5], renormalise=True, attention=["shift", 1, 0],
+                                         skips_off=["res2"])
+    assert whatif.mask(tt, 0, **r.request.as_kwargs()) is r
+
+
+def test_occlusion_keeps_a_custom_input_size(tt):
+    r = whatif.occlude(tt, (0, 0, 48, 64))                               # the left half of the 96 x 64 photo
+    assert r.changed.processed_size == tt.panoptic.processed_size == (64, 96)
+    assert r.changed.id_map.shape == tt.panoptic.id_map.shape
+    assert (np.asarray(r.image)[:, :48] == 128).all() and r.kept_before == tt.panoptic.kept.tolist()
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -38,6 +38,13 @@ class MaskRequest:
         """renormalise only acts when mass was removed (heads off or a shift)."""
         return self.renormalise and bool(self.heads_off or (self.attention and self.attention[0] == "shift"))
 
+    def as_kwargs(self) -> dict:
+        """The keyword arguments of `mask` that make this request (e.g. to keep it in a URL)."""
+        kw = {"heads_off": list(self.heads_off), "renormalise": self.renormalise,
+              "attention": list(self.attention) if self.attention else None, "features_off": self.features_off,
+              "attention_off": self.attention_off, "skips_off": list(self.skips_off)}
+        return {k: v for k, v in kw.items() if v}
+
     def describe(self) -> str:
         """'with heads 2 and 5 off (the rest renormalised), without the res2 skip'."""
         parts = []
