@@ -11,6 +11,7 @@ from PIL import Image
 
 import detr_viz
 from detr_viz import whatif
+from detr_viz.cache import sizeof
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "models" / "toyworld.pt"
@@ -267,7 +268,10 @@ def test_results_are_cached_per_trace(tt):
     a = whatif.mask(tt, 0, heads_off=[5, 2])
     assert whatif.mask(tt, 0, heads_off=(2, 5)) is a
     assert whatif.mask(tt, 0, heads_off=[2]) is not a
-    assert whatif.merge(tt, drop_queries=[0]) is whatif.merge(tt, drop_queries=(0,))
+    m = whatif.merge(tt, drop_queries=[0])
+    assert whatif.merge(tt, drop_queries=(0,)) is m and m.original is tt.panoptic
+    # the trace's own panoptic result is not counted again in the cache's bytes
+    assert sizeof(m) < sizeof(m.changed) + sizeof(m.owner_changed) + 10_000
     assert tt.derived.nbytes > 0
     # a request survives a round trip through plain keyword arguments (as a URL would keep it)
     r = whatif.mask(tt, 0, heads_off=[5, 2], renormalise=True, attention=("shift", 1, 0), skips_off="res2")

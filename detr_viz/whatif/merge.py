@@ -22,7 +22,8 @@ from .common import check_query, owner_change, phrase, query_name, takers, trace
 
 @dataclass
 class MergeResult:
-    original: PanopticResult        # trace.panoptic
+    """The merge with an intervention. `original` (an attribute, not a field) is `trace.panoptic`
+    itself, so that the per-trace cache does not count its bytes a second time."""
     changed: PanopticResult         # the merge with the intervention
     owner_changed: np.ndarray       # (H_t, W_t) bool: the pixel's owning query differs
     changed_share: float            # share of the pixels that changed owner
@@ -62,8 +63,10 @@ def _merge(trace, drops: tuple, stuff_merge: bool, small_filter: bool, threshold
     owner_changed, share = owner_change(before, after)
     taken_by = {q: takers(before, after, q) for q in drops}
     sentence = _sentence(trace, drops, stuff_merge, small_filter, threshold, share, taken_by, original, changed)
-    return MergeResult(original, changed, owner_changed, share, taken_by, sentence, drops, stuff_merge,
-                       small_filter, threshold)
+    result = MergeResult(changed, owner_changed, share, taken_by, sentence, drops, stuff_merge, small_filter,
+                         threshold)
+    result.original = original
+    return result
 
 
 def panoptic_with(trace, drops=(), stuff_merge=True, small_filter=True, threshold=None) -> PanopticResult:

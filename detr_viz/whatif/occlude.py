@@ -19,9 +19,10 @@ _progress = threading.local()       # the progress callback of the running reque
 
 @dataclass
 class OcclusionResult:
+    """The occluded photo's panoptic result next to the trace's. `original` (an attribute, not a
+    field) is `trace.panoptic` itself, so that the per-trace cache does not count it twice."""
     box: tuple                      # (x0, y0, x1, y1) in original image pixels, x1/y1 exclusive
     image: Image.Image              # the occluded photo
-    original: PanopticResult        # trace.panoptic
     changed: PanopticResult         # the panoptic result of the occluded photo (same sizes)
     owner_changed: np.ndarray       # (H, W) bool: the owning query differs
     changed_share: float
@@ -81,7 +82,9 @@ def _occlude(trace, box: tuple, fill: tuple) -> OcclusionResult:
         text += f"; {phrase([query_name(new, q) for q in gained])} {'is' if len(gained) == 1 else 'are'} newly kept"
     if not lost and not gained:
         text += f"; the same {len(kb)} queries are kept"
-    return OcclusionResult(box, image, trace.panoptic, new.panoptic, owner_changed, share, kb, ka, text + ".")
+    result = OcclusionResult(box, image, new.panoptic, owner_changed, share, kb, ka, text + ".")
+    result.original = trace.panoptic
+    return result
 
 
 def _resize_that_gives(pre, cfg) -> tuple[int, int | None]:
