@@ -108,8 +108,8 @@ class _AllThings:
     def __getitem__(self, idx):
         return self._table[idx]
 
-    def label(self, idx) -> str:
-        return self._table.label(idx)
+    def __getattr__(self, name):                                        # label, used, no_object, ...
+        return getattr(self._table, name)
 
 
 def _switched_merge(outputs, trace, threshold, stuff_merge: bool, small_filter: bool) -> PanopticResult:
