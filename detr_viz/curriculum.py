@@ -19,8 +19,8 @@ import torch
 from .cache import cached
 from .detr import Detection
 from .explain import dims
-from .explain.backbone import level_stride
-from .explain.concat import concat_stack
+from .explain.step1_backbone import level_stride
+from .explain.step5_concat_res5 import concat_stack
 from .postprocess import SMALL_AREA, postprocess_panoptic
 from .stages import STEPS
 
