@@ -13,9 +13,9 @@ from pathlib import Path
 
 from . import MODELS, ImageError, WeightsUnavailable, create_model, trace
 from .device import device_name
+from .download import terminal_progress
 from .models import DEFAULT_MODEL, OFFLINE_MODEL
 from .stages import STEPS, stage
-from .weights import terminal_progress
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .checkpoint import infer_config, load_checkpoint
 from .config import DETRConfig
 from .device import select_device
+from .errors import WeightsUnavailable
+from .registry import MODELS, fetch
 from .segmentation import DETRPanoptic
-from .weights import MODELS, WeightsUnavailable, fetch, infer_config, load_checkpoint
 
 DEFAULT_MODEL = "detr-r50-panoptic"
 OFFLINE_MODEL = "toyworld"

@@ -39,7 +39,7 @@ SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 def load_model(path: Path) -> DETRPanoptic:
     """The checkpoint through the app's loader (safe `weights_only` load), eval mode, CPU."""
     try:
-        from detr_viz.weights import load_checkpoint
+        from detr_viz.checkpoint import load_checkpoint
         state, cfg_dict = load_checkpoint(path)
     except ImportError:                                    # library without weights.py
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

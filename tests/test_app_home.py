@@ -3,8 +3,8 @@ upload (good, grayscale, broken), samples with credits, the model picker's fallb
 import numpy as np
 import pytest
 
-from detr_viz import weights
-from detr_viz.weights import WeightsUnavailable
+from detr_viz import WeightsUnavailable
+from detr_viz import registry as weights
 from ui import state
 
 from app_helpers import app, assert_clean, png, texts
