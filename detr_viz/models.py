@@ -14,7 +14,8 @@ DEFAULT_MODEL = "detr-r50-panoptic"
 OFFLINE_MODEL = "toyworld"
 
 
-def create_model(name_or_config="detr-r50-panoptic", weights=None, device=None, progress=None) -> DETRPanoptic:
+def create_model(name_or_config="detr-r50-panoptic", weights=None, device=None, progress=None,
+                 categories=None) -> DETRPanoptic:
     """Build the model in eval mode on the chosen device.
 
     name_or_config: a name of `MODELS`, a `DETRConfig`, or a path to a checkpoint file.
