@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,6 +19,16 @@ from .config import DETRConfig
 from .errors import WeightsUnavailable
 from .hashing import check_file
 from .registry import MODELS
+
+
+@dataclass
+class LoadedModel:
+    """What a model file gave: float32 weights in the official key layout, the config, and what was
+    read from where (`source`: "path", "format", "architecture", "categories", optional "name")."""
+
+    state_dict: dict
+    config: DETRConfig
+    source: dict = field(default_factory=dict)
 
 
 # ---- reading -----------------------------------------------------------------------------------
