@@ -195,7 +195,7 @@ def categories_from_id2label(id2label: dict, num_classes: int, where: str) -> Ca
 
 def load_categories(path, num_classes: int) -> CategoryTable:
     """The table in a categories file (COCO-panoptic list/dict, or config.json with id2label)."""
-    path = Path(path).expanduser().resolve()
+    path = Path(path).expanduser().absolute()
     st = path.stat() if path.is_file() else None
     if st is None:
         raise CategoriesError(f"The categories file {path} does not exist.")
@@ -219,6 +219,6 @@ def get_categories(name: str, num_classes: int) -> CategoryTable:
         return toyworld_categories()
     if name == GENERIC:
         return generic_categories(num_classes)
-    if name.endswith(".json"):
+    if name.endswith(".json") or Path(name).is_file():
         return load_categories(name, num_classes)
-    raise ValueError(f"unknown category table {name!r}: use 'coco', 'toyworld', 'generic' or a .json file")
+    raise ValueError(f"unknown category table {name!r}: use 'coco', 'toyworld', 'generic' or a JSON file")

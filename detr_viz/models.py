@@ -74,7 +74,7 @@ def create_model(name_or_config="detr-r50-panoptic", weights=None, device=None, 
         loaded = read_model(path, base=cfg, categories=categories)
         cfg = loaded.config
     elif categories is not None:
-        cats = Path(categories).expanduser().resolve()
+        cats = Path(categories).expanduser().absolute()
         load_categories(cats, cfg.num_classes)
         cfg = cfg.replace(categories=str(cats))
     return _build(cfg, loaded, entry, device)

@@ -49,7 +49,7 @@ def read_model(path, base: DETRConfig | None = None, categories=None) -> LoadedM
         loaded = _read_torch(Path(path).expanduser(), base)
     loaded.source["path"] = str(hf or Path(path).expanduser())
     if categories is not None:
-        cats = Path(categories).expanduser().resolve()
+        cats = Path(categories).expanduser().absolute()
         load_categories(cats, loaded.config.num_classes)      # a malformed file fails here, clearly
         loaded.config = loaded.config.replace(categories=str(cats))
     loaded.source["categories"] = loaded.config.categories

@@ -185,7 +185,7 @@ def read(folder: Path):
                                  "detection-only DetrForObjectDetection models cannot make panoptic masks.",
                                  reason="detection-only checkpoint", path=folder)
     config = config_from_json(cfg, cls.shape[0] - 1, folder)
-    config = config.replace(categories=str((folder / "config.json").resolve()) if _named_labels(cfg) else "generic")
+    config = config.replace(categories=str((folder / "config.json").absolute()) if _named_labels(cfg) else "generic")
     repo = next((p.name[len("models--"):].replace("--", "/") for p in folder.parents if p.name.startswith("models--")),
                 None)
     return LoadedModel(sd, config, {"format": "Hugging Face DetrForSegmentation" + (" (local cache)" if repo else ""),
