@@ -64,6 +64,17 @@ def _load_model(args):
     return create_model(args.model, device=args.device, categories=args.categories)
 
 
+def _describe(model) -> str:
+    """What was read: the file's format, where the architecture and the class names came from."""
+    src, cats, cfg = getattr(model, "source", {}), model.categories, model.config
+    lines = [f"  {src.get('format', 'model')}: architecture from {src.get('architecture', 'the registry')} "
+             f"({cfg.backbone}{' DC5' if cfg.dilation else ''}, {cfg.num_queries} queries, {cfg.num_classes} classes)",
+             f"  classes: {cats.source}"]
+    if cats.isthing_guessed:
+        lines.append("  note: thing/stuff is a guess (every class a thing); give --categories FILE to set it")
+    return "\n".join(lines)
+
+
 def _progress(step: int, text: str) -> None:
     print(f"  step {step}/7  {text} ...", file=sys.stderr, flush=True)
 
@@ -77,6 +88,7 @@ def main(argv=None) -> int:
         return 2
     print(f"model {model.model_name} ({model.weights_source}) on {device_name(next(model.parameters()).device)}",
           file=sys.stderr)
+    print(_describe(model), file=sys.stderr)
     t0 = time.perf_counter()
     try:
         t = trace(model, args.image, threshold=args.threshold, queries=list(args.queries), progress=_progress)
