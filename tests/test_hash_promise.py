@@ -78,7 +78,6 @@ def test_app_checkpoint(impostor, monkeypatch):
     path, actual = impostor
     monkeypatch.delenv(state.APP_MODEL_ENV, raising=False)
     monkeypatch.setattr("sys.argv", ["app.py", "--checkpoint", str(path)])
-    state.load_model.clear()
     at = app().run()
     assert not at.exception
     shown = " ".join(e.value for e in [*at.error, *at.warning, *at.code]) + " ".join(
