@@ -11,10 +11,9 @@ from pathlib import Path
 import streamlit as st
 
 import detr_viz
-from detr_viz import samples
+from detr_viz import MODELS, WeightsUnavailable, samples
 from detr_viz.explain import home
 from detr_viz.explain.common import dims
-from detr_viz.weights import MODELS, WeightsUnavailable
 from ui import page, state
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]

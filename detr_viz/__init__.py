@@ -12,13 +12,14 @@ No Streamlit in here: the app's pages are thin views over this library.
 from .categories import Category, CategoryTable, get_categories
 from .config import DETRConfig
 from .device import select_device
+from .errors import WeightsUnavailable
 from .images import ImageError, load_image, preprocess
 from .models import create_model
 from .postprocess import PanopticResult, postprocess_panoptic, postprocess_panoptic_batch
+from .registry import MODELS
 from .segmentation import DETRPanoptic
 from .stages import STAGES, STEPS, stage, stage_names
 from .trace import Trace, trace
-from .weights import MODELS, WeightsUnavailable
 
 __version__ = "0.1.0"
 

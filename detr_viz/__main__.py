@@ -1,4 +1,5 @@
-"""Command line: python -m detr_viz IMAGE [--model NAME|PATH] [--threshold T] [--out DIR]
+"""Command line: python -m detr_viz IMAGE [--model NAME|PATH] [--checkpoint PATH] [--categories FILE]
+    [--threshold T] [--out DIR]
 
 Runs one traced forward pass, prints every stage with its shape, and writes the panoptic PNG,
 the segments JSON and the trace (.npz) to DIR.
@@ -13,9 +14,9 @@ from pathlib import Path
 
 from . import MODELS, ImageError, WeightsUnavailable, create_model, trace
 from .device import device_name
+from .download import terminal_progress
 from .models import DEFAULT_MODEL, OFFLINE_MODEL
 from .stages import STEPS, stage
-from .weights import terminal_progress
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="auto",
                    help=f"registry name ({', '.join(MODELS)}), a checkpoint path, or 'auto' "
                         f"(default: {DEFAULT_MODEL} if its weights can be had, else {OFFLINE_MODEL})")
-    p.add_argument("--checkpoint", help="local .pth file with the weights for --model (offline use)")
+    p.add_argument("--checkpoint",
+                   help="your model: a .pth file (official or training-script checkpoint), a Hugging Face "
+                        "DetrForSegmentation folder, or a model in the local Hugging Face cache; with --model "
+                        "NAME, the weights for that registry model (offline use)")
+    p.add_argument("--categories", help="class names: a COCO-panoptic categories JSON (list, or dict with "
+                                        "'categories'; id, name, isthing, optional color) or a config.json "
+                                        "with id2label")
     p.add_argument("--threshold", type=float, default=None,
                    help="score threshold of the merge (default: the model's, 0.85 for official models)")
     p.add_argument("--queries", type=int, nargs="*", default=(),
@@ -37,19 +44,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_model(args):
-    """The model asked for; 'auto' falls back to the offline toy-world model with a note."""
-    bar = terminal_progress("downloading weights")
-    if args.model == "auto":
+    """The model asked for. 'auto' without --checkpoint falls back to the offline toy-world model
+    with a note; an explicit --checkpoint is never swapped for another model."""
+    if args.model == "auto" and not args.checkpoint:
         try:
-            return create_model(DEFAULT_MODEL, weights=args.checkpoint or "official", device=args.device,
-                                progress=bar)
+            return create_model(DEFAULT_MODEL, weights="official", device=args.device,
+                                progress=terminal_progress("downloading weights"), categories=args.categories)
         except WeightsUnavailable as e:
             print(f"note: the official {DEFAULT_MODEL} weights are not available ({e}).\n"
                   f"      Using the offline '{OFFLINE_MODEL}' model instead.", file=sys.stderr)
-            return create_model(OFFLINE_MODEL, weights="official", device=args.device)
+            return create_model(OFFLINE_MODEL, weights="official", device=args.device, categories=args.categories)
+    if args.model == "auto":                         # --checkpoint alone: the file says what it is
+        return create_model(args.checkpoint, device=args.device, categories=args.categories)
     if args.model in MODELS:
-        return create_model(args.model, weights=args.checkpoint or "official", device=args.device, progress=bar)
-    return create_model(args.model, device=args.device)
+        weights = args.checkpoint or "official"
+        progress = terminal_progress("downloading weights") if weights == "official" else None
+        return create_model(args.model, weights=weights, device=args.device, progress=progress,
+                            categories=args.categories)
+    return create_model(args.model, device=args.device, categories=args.categories)
+
+
+def _describe(model) -> str:
+    """What was read: the file's format, where the architecture and the class names came from."""
+    src, cats, cfg = getattr(model, "source", {}), model.categories, model.config
+    lines = [f"  {src.get('format', 'model')}: architecture from {src.get('architecture', 'the registry')} "
+             f"({cfg.backbone}{' DC5' if cfg.dilation else ''}, {cfg.num_queries} queries, {cfg.num_classes} classes)",
+             f"  classes: {cats.source}"]
+    if cats.isthing_guessed:
+        lines.append("  note: thing/stuff is a guess (every class a thing); give --categories FILE to set it")
+    return "\n".join(lines)
 
 
 def _progress(step: int, text: str) -> None:
@@ -69,6 +92,7 @@ def main(argv=None) -> int:
         return 2
     print(f"model {model.model_name} ({model.weights_source}) on {device_name(next(model.parameters()).device)}",
           file=sys.stderr)
+    print(_describe(model), file=sys.stderr)
     t0 = time.perf_counter()
     try:
         t = trace(model, args.image, threshold=args.threshold, queries=list(args.queries), progress=_progress)

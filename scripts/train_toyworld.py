@@ -139,7 +139,7 @@ def main(argv=None) -> int:
 
 
 def write_sha256(path: Path) -> None:
-    """<file name>.sha256 next to the file: "<hex digest>  <file name>" (what detr_viz.weights reads
+    """<file name>.sha256 next to the file: "<hex digest>  <file name>" (what detr_viz.download reads
     when the registry entry has no hash of its own)."""
     digest = sha256_file(path)
     path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from app_helpers import app, assert_clean, png, texts
 
-from detr_viz import weights
-from detr_viz.weights import WeightsUnavailable
+from detr_viz import WeightsUnavailable
+from detr_viz import registry as weights
 from ui import state
 
 

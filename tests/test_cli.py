@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import torch
-
 from conftest import REPO, TINY, tiny_model
 
 SAMPLE = REPO / "assets" / "samples" / "chelsea.png"
@@ -60,3 +59,36 @@ def test_cli_unwritable_output_is_a_clear_error(tmp_path):
 def test_cli_unknown_model_is_a_clear_error(tmp_path):
     r = run_cli(SAMPLE, "--model", "detr-r999", "--out", tmp_path)
     assert r.returncode == 2 and "unknown model" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_checkpoint_with_categories_file(tmp_path, capsys):
+    """`python -m detr_viz photo --checkpoint run/checkpoint.pth --categories cats.json` (in process)."""
+    import argparse
+
+    from detr_viz.__main__ import main
+    cfg = TINY.replace(num_classes=3)
+    torch.manual_seed(0)
+    model = tiny_model(cfg)
+    args = argparse.Namespace(backbone="resnet18", dilation=False, hidden_dim=128, nheads=8, enc_layers=1,
+                              dec_layers=2, dim_feedforward=128, num_queries=10, pre_norm=False,
+                              position_embedding="sine", masks=True, dataset_file="coco_panoptic")
+    ckpt = tmp_path / "checkpoint.pth"
+    torch.save({"model": model.state_dict(), "optimizer": {}, "lr_scheduler": {}, "epoch": 4, "args": args}, ckpt)
+    cats = tmp_path / "cats.json"
+    names = ["excavator", "worker", "gravel"]
+    cats.write_text(json.dumps([{"id": i, "name": n, "isthing": int(i < 2), "color": [10 * i, 20, 30]}
+                                for i, n in enumerate(names)]))
+    out = tmp_path / "out"
+    assert main([str(SAMPLE), "--checkpoint", str(ckpt), "--categories", str(cats), "--threshold", "0.0",
+                 "--device", "cpu", "--out", str(out), "--no-npz"]) == 0
+    err = capsys.readouterr().err
+    assert "official training checkpoint" in err and f"categories file {cats}" in err and "guess" not in err
+    segments = json.loads((out / "chelsea_segments.json").read_text())["segments_info"]
+    assert segments and all(s["name"] == names[s["category_id"]] for s in segments)
+    assert all(s["isthing"] == (s["category_id"] < 2) for s in segments)
+    assert any(s["color"] == [10 * s["category_id"], 20, 30] for s in segments)     # the file's colours
+    assert main([str(SAMPLE), "--checkpoint", str(ckpt), "--device", "cpu", "--out", str(out), "--no-npz"]) == 0
+    assert "thing/stuff is a guess" in capsys.readouterr().err
+    cats.write_text('[{"id": 0, "name": "x"}]')
+    assert main([str(SAMPLE), "--checkpoint", str(ckpt), "--categories", str(cats), "--out", str(out)]) == 2
+    assert "missing isthing" in capsys.readouterr().err

@@ -27,7 +27,7 @@ from detr_viz.toyworld.config import TrainConfig, toyworld_model_config
 from detr_viz.toyworld.criterion import detection_losses
 from detr_viz.toyworld.data import SceneDataset, image_tensor
 from detr_viz.toyworld.matcher import hungarian_match
-from detr_viz.weights import MODELS
+from detr_viz.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "models" / "toyworld.pt"

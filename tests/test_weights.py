@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from detr_viz import weights as W
+from detr_viz import checkpoint, download, errors, hashing, registry
 from detr_viz.config import DETRConfig
 
 DATA = Path(__file__).parent / "data"
@@ -32,7 +32,7 @@ def cache(tmp_path, monkeypatch):
     """A fresh torch hub dir; the real cache is never touched."""
     hub = tmp_path / "hub"
     monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
-    monkeypatch.delenv(W.ENV_VAR, raising=False)
+    monkeypatch.delenv(errors.ENV_VAR, raising=False)
     return hub / "checkpoints"
 
 
@@ -84,8 +84,8 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/x.pth"
 
 
-def entry_for(url: str, prefix: str, file_name="detr-test-panoptic.pth", name="test") -> W.WeightsEntry:
-    return dataclasses.replace(W.MODELS["detr-r50-panoptic"], name=name, url=url,
+def entry_for(url: str, prefix: str, file_name="detr-test-panoptic.pth", name="test") -> registry.WeightsEntry:
+    return dataclasses.replace(registry.MODELS["detr-r50-panoptic"], name=name, url=url,
                                file_name=file_name, sha256_prefix=prefix)
 
 
@@ -96,9 +96,9 @@ def test_registry_matches_checkpoints_md():
         "detr-r50-dc5-panoptic": ("detr-r50-dc5-panoptic-da08f1b1.pth", "da08f1b1", 44.6, "resnet50", True),
         "detr-r101-panoptic": ("detr-r101-panoptic-40021d53.pth", "40021d53", 45.1, "resnet101", False),
     }
-    assert set(W.MODELS) >= set(expected) | {"toyworld"}
+    assert set(registry.MODELS) >= set(expected) | {"toyworld"}
     for name, (fname, prefix, pq, backbone, dilation) in expected.items():
-        e = W.MODELS[name]
+        e = registry.MODELS[name]
         assert e.url == "https://dl.fbaipublicfiles.com/detr/" + fname
         assert e.file_name == fname and e.sha256_prefix == prefix
         assert re.search(r"-([a-f0-9]*)\.", fname).group(1) == prefix   # torch hub's own rule
@@ -106,29 +106,29 @@ def test_registry_matches_checkpoints_md():
         assert (e.config.backbone, e.config.dilation) == (backbone, dilation)
         assert e.config.num_classes == 250 and e.config.num_queries == 100
         assert 150e6 < e.size_bytes < 260e6 and e.local_path is None
-    toy = W.MODELS["toyworld"]
-    assert toy.url is None and toy.local_path == W.REPO_ROOT / "assets" / "models" / "toyworld.pt"
+    toy = registry.MODELS["toyworld"]
+    assert toy.url is None and toy.local_path == registry.REPO_ROOT / "assets" / "models" / "toyworld.pt"
     assert hash(toy) == hash(dataclasses.replace(toy))
 
 
 def test_cache_dir_follows_torch_hub(cache):
-    assert W.cache_dir() == cache
-    assert W.MODELS["detr-r50-panoptic"].cache_path == cache / "detr-r50-panoptic-00ce5173.pth"
+    assert download.cache_dir() == cache
+    assert registry.MODELS["detr-r50-panoptic"].cache_path == cache / "detr-r50-panoptic-00ce5173.pth"
 
 
 def test_toyworld_hash_from_sidecar(tmp_path):
     model = tmp_path / "toyworld.pt"
     model.write_bytes(b"x")
-    toy = dataclasses.replace(W.MODELS["toyworld"], local_path=model, sha256_prefix="")
+    toy = dataclasses.replace(registry.MODELS["toyworld"], local_path=model, sha256_prefix="")
     assert toy.expected_sha256 == ""
     (tmp_path / "toyworld.pt.sha256").write_text("ABCDEF12  toyworld.pt\n")
     assert toy.expected_sha256 == "abcdef12"
 
 
 def test_shipped_toyworld_file_matches_its_registry_hash():
-    entry = W.MODELS["toyworld"]
+    entry = registry.MODELS["toyworld"]
     assert entry.local_path.is_file(), "assets/models/toyworld.pt ships with the repository"
-    assert len(entry.sha256_prefix) >= 8 and W.verify_file(entry.local_path, entry.sha256_prefix)
+    assert len(entry.sha256_prefix) >= 8 and hashing.verify_file(entry.local_path, entry.sha256_prefix)
     sidecar = entry.local_path.with_name(entry.local_path.name + ".sha256").read_text().split()[0]
     assert sidecar.startswith(entry.sha256_prefix)
     assert entry.local_path.stat().st_size <= 25 * 1024 * 1024
@@ -137,49 +137,49 @@ def test_shipped_toyworld_file_matches_its_registry_hash():
 # ---- download -----------------------------------------------------------------------------------
 def test_download_right_hash_with_progress(cache, server, payload, monkeypatch):
     data, digest = payload
-    monkeypatch.setattr(W, "CHUNK", 1024)                         # several progress steps
+    monkeypatch.setattr(download, "CHUNK", 1024)                         # several progress steps
     calls = []
     entry = entry_for(server + "/ok.pth", digest[:8])
-    path = W.fetch_entry(entry, progress=lambda done, total: calls.append((done, total)))
+    path = registry.fetch_entry(entry, progress=lambda done, total: calls.append((done, total)))
     assert path == cache / entry.file_name and path.read_bytes() == data
     assert list(cache.iterdir()) == [path]                       # no temp file left
     done = [d for d, _ in calls]
     assert len(done) > 3 and done == sorted(done) and done[0] == 0 and done[-1] == len(data)
     assert all(t == len(data) for _, t in calls)
-    assert W.MODELS["detr-r50-panoptic"].cache_path != path     # registry untouched
+    assert registry.MODELS["detr-r50-panoptic"].cache_path != path     # registry untouched
 
 
 def test_download_wrong_hash(cache, server):
-    with pytest.raises(W.ChecksumMismatch) as ei:
-        W.fetch_entry(entry_for(server + "/ok.pth", "00000000"))
-    assert isinstance(ei.value, W.WeightsUnavailable)
+    with pytest.raises(errors.ChecksumMismatch) as ei:
+        registry.fetch_entry(entry_for(server + "/ok.pth", "00000000"))
+    assert isinstance(ei.value, errors.WeightsUnavailable)
     assert "00000000" in str(ei.value) and ei.value.expected == "00000000" and len(ei.value.got) == 64
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
 def test_server_down(cache):
     url = closed_port_url()
-    with pytest.raises(W.WeightsUnavailable) as ei:
-        W.download(url, cache / "x.pth", "", timeout=5)
+    with pytest.raises(errors.WeightsUnavailable) as ei:
+        download.download(url, cache / "x.pth", "", timeout=5)
     msg = str(ei.value)
     assert url in msg and str(cache / "x.pth") in msg
-    assert W.ENV_VAR in msg and "--checkpoint" in msg and "toyworld" in msg
+    assert errors.ENV_VAR in msg and "--checkpoint" in msg and "toyworld" in msg
     assert "no network" in msg
 
 
 def test_http_error(cache, server):
-    with pytest.raises(W.WeightsUnavailable, match="HTTP 404"):
-        W.download(server + "/missing", cache / "x.pth", "")
+    with pytest.raises(errors.WeightsUnavailable, match="HTTP 404"):
+        download.download(server + "/missing", cache / "x.pth", "")
 
 
 def test_truncated_download(cache, server, payload):
-    with pytest.raises(W.WeightsUnavailable, match="truncated"):
-        W.fetch_entry(entry_for(server + "/short.pth", payload[1][:8]))
+    with pytest.raises(errors.WeightsUnavailable, match="truncated"):
+        registry.fetch_entry(entry_for(server + "/short.pth", payload[1][:8]))
     assert list(cache.iterdir()) == []
 
 
 def test_terminal_progress_callback(capsys):
-    cb = W.terminal_progress("test")
+    cb = download.terminal_progress("test")
     cb(0, 100)
     cb(60, 100)
     cb(100, 100)
@@ -194,12 +194,12 @@ def test_cached_file_with_bad_hash_is_not_trusted(cache, server, payload):
     entry = entry_for(server + "/ok.pth", digest[:8])
     cache.mkdir(parents=True)
     entry.cache_path.write_bytes(b"corrupt")
-    assert W.fetch_entry(entry).read_bytes() == data              # re-downloaded
+    assert registry.fetch_entry(entry).read_bytes() == data              # re-downloaded
     # and when the re-download fails, the error names the corrupt cached file
     entry.cache_path.write_bytes(b"corrupt")
     down = dataclasses.replace(entry, url=closed_port_url())
-    with pytest.raises(W.WeightsUnavailable, match="corrupt") as ei:
-        W.fetch_entry(down, timeout=5)
+    with pytest.raises(errors.WeightsUnavailable, match="corrupt") as ei:
+        registry.fetch_entry(down, timeout=5)
     assert str(entry.cache_path) in str(ei.value)
 
 
@@ -209,7 +209,7 @@ def test_good_cached_file_used_without_network(cache, payload, tmp_path):
     cache.mkdir(parents=True)
     entry.cache_path.write_bytes(data)
     assert entry.available_offline()
-    assert W.fetch_entry(entry) == entry.cache_path
+    assert registry.fetch_entry(entry) == entry.cache_path
 
 
 def test_env_var_file(cache, payload, tmp_path, monkeypatch):
@@ -218,22 +218,22 @@ def test_env_var_file(cache, payload, tmp_path, monkeypatch):
     entry = entry_for(closed_port_url(), digest[:8], name="detr-r50-panoptic")
     own = tmp_path / "mine.pth"                                   # no hash in the name: not checked
     own.write_bytes(b"anything")
-    monkeypatch.setenv(W.ENV_VAR, str(own))
-    assert W.fetch_entry(entry) == own and entry.available_offline()
+    monkeypatch.setenv(errors.ENV_VAR, str(own))
+    assert registry.fetch_entry(entry) == own and entry.available_offline()
     named = tmp_path / entry.file_name                            # registry name: checked
     named.write_bytes(b"wrong")
-    monkeypatch.setenv(W.ENV_VAR, str(named))
-    with pytest.raises(W.ChecksumMismatch):
-        W.fetch_entry(entry)
+    monkeypatch.setenv(errors.ENV_VAR, str(named))
+    with pytest.raises(errors.ChecksumMismatch):
+        registry.fetch_entry(entry)
     hashed = tmp_path / f"other-{digest[:8]}.pth"                 # torch-hub-style name: checked
     hashed.write_bytes(data)
-    monkeypatch.setenv(W.ENV_VAR, str(hashed))
-    assert W.fetch_entry(entry) == hashed
+    monkeypatch.setenv(errors.ENV_VAR, str(hashed))
+    assert registry.fetch_entry(entry) == hashed
     hashed.write_bytes(b"tampered")
-    with pytest.raises(W.ChecksumMismatch):
-        W.fetch_entry(entry)
+    with pytest.raises(errors.ChecksumMismatch):
+        registry.fetch_entry(entry)
     # the explicit --checkpoint path wins over the environment variable
-    assert W.fetch_entry(entry, checkpoint=own) == own
+    assert registry.fetch_entry(entry, checkpoint=own) == own
 
 
 def test_env_var_directory_and_missing(cache, payload, tmp_path, monkeypatch):
@@ -241,54 +241,54 @@ def test_env_var_directory_and_missing(cache, payload, tmp_path, monkeypatch):
     entry = entry_for(closed_port_url(), digest[:8])
     folder = tmp_path / "weights"
     folder.mkdir()
-    monkeypatch.setenv(W.ENV_VAR, str(folder))
+    monkeypatch.setenv(errors.ENV_VAR, str(folder))
     assert not entry.available_offline()
-    with pytest.raises(W.WeightsUnavailable):                    # not in the folder: download fails
-        W.fetch_entry(entry, timeout=5)
+    with pytest.raises(errors.WeightsUnavailable):                    # not in the folder: download fails
+        registry.fetch_entry(entry, timeout=5)
     (folder / entry.file_name).write_bytes(data)
-    assert W.fetch_entry(entry) == folder / entry.file_name
-    monkeypatch.setenv(W.ENV_VAR, str(tmp_path / "nope.pth"))
-    with pytest.raises(W.WeightsUnavailable, match="does not exist"):
-        W.fetch_entry(entry)
+    assert registry.fetch_entry(entry) == folder / entry.file_name
+    monkeypatch.setenv(errors.ENV_VAR, str(tmp_path / "nope.pth"))
+    with pytest.raises(errors.WeightsUnavailable, match="does not exist"):
+        registry.fetch_entry(entry)
 
 
 def test_env_var_file_of_another_model_is_skipped(cache, tmp_path, monkeypatch):
-    r101 = tmp_path / W.MODELS["detr-r101-panoptic"].file_name
+    r101 = tmp_path / registry.MODELS["detr-r101-panoptic"].file_name
     r101.write_bytes(b"x")
-    monkeypatch.setenv(W.ENV_VAR, str(r101))
-    assert W.MODELS["detr-r50-panoptic"].offline_path() is None
-    assert W.MODELS["toyworld"].offline_path() != r101
-    assert W.MODELS["detr-r101-panoptic"].offline_path() == r101
-    with pytest.raises(W.ChecksumMismatch):                      # registry name: hash checked
-        W.fetch("detr-r101-panoptic")
+    monkeypatch.setenv(errors.ENV_VAR, str(r101))
+    assert registry.MODELS["detr-r50-panoptic"].offline_path() is None
+    assert registry.MODELS["toyworld"].offline_path() != r101
+    assert registry.MODELS["detr-r101-panoptic"].offline_path() == r101
+    with pytest.raises(errors.ChecksumMismatch):                      # registry name: hash checked
+        registry.fetch("detr-r101-panoptic")
     # an explicit --checkpoint path is always used (and its name's hash is checked)
-    with pytest.raises(W.ChecksumMismatch):
-        W.fetch("detr-r50-panoptic", checkpoint=r101)
+    with pytest.raises(errors.ChecksumMismatch):
+        registry.fetch("detr-r50-panoptic", checkpoint=r101)
 
 
 def test_env_var_file_does_not_replace_shipped_model(cache, tmp_path, monkeypatch):
     own = tmp_path / "my-r50.pth"
     own.write_bytes(b"x")
-    monkeypatch.setenv(W.ENV_VAR, str(own))
-    assert W.MODELS["detr-r50-panoptic"].offline_path() == own
-    toy = dataclasses.replace(W.MODELS["toyworld"], local_path=tmp_path / "toyworld.pt", sha256_prefix="")
+    monkeypatch.setenv(errors.ENV_VAR, str(own))
+    assert registry.MODELS["detr-r50-panoptic"].offline_path() == own
+    toy = dataclasses.replace(registry.MODELS["toyworld"], local_path=tmp_path / "toyworld.pt", sha256_prefix="")
     assert toy.offline_path() is None
     tiny_checkpoint(toy.local_path)
-    assert W.fetch_entry(toy) == toy.local_path
+    assert registry.fetch_entry(toy) == toy.local_path
 
 
 def test_local_path_and_missing_toyworld(cache, tmp_path):
     model = tmp_path / "toyworld.pt"
-    toy = dataclasses.replace(W.MODELS["toyworld"], local_path=model, sha256_prefix="")
-    with pytest.raises(W.WeightsUnavailable, match="missing"):
-        W.fetch_entry(toy)
+    toy = dataclasses.replace(registry.MODELS["toyworld"], local_path=model, sha256_prefix="")
+    with pytest.raises(errors.WeightsUnavailable, match="missing"):
+        registry.fetch_entry(toy)
     data = tiny_checkpoint(model)
-    assert W.fetch_entry(toy) == model
+    assert registry.fetch_entry(toy) == model
     (tmp_path / "toyworld.pt.sha256").write_text(hashlib.sha256(data).hexdigest())
-    assert W.fetch_entry(toy) == model
+    assert registry.fetch_entry(toy) == model
     (tmp_path / "toyworld.pt.sha256").write_text("deadbeef")
-    with pytest.raises(W.ChecksumMismatch):
-        W.fetch_entry(toy)
+    with pytest.raises(errors.ChecksumMismatch):
+        registry.fetch_entry(toy)
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_load_checkpoint_with_namespace_and_config(tmp_path):
     path = tmp_path / "c.pth"
     args = argparse.Namespace(lr=1e-4, backbone="resnet50", masks=True, lr_drop=None)
     tiny_checkpoint(path, args=args, epoch=3, config={"num_queries": 4})
-    sd, cfg = W.load_checkpoint(path)
+    sd, cfg = checkpoint.load_checkpoint(path)
     assert set(sd) == {"detr.class_embed.weight", "detr.query_embed.weight"}
     assert cfg == {"num_queries": 4}
 
@@ -304,38 +304,38 @@ def test_load_checkpoint_with_namespace_and_config(tmp_path):
 def test_load_checkpoint_bare_state_dict_float16(tmp_path):
     path = tmp_path / "half.pth"
     torch.save({"w": torch.ones(3, dtype=torch.float16), "n": torch.tensor([1, 2])}, path)
-    sd, cfg = W.load_checkpoint(path)
+    sd, cfg = checkpoint.load_checkpoint(path)
     assert sd["w"].dtype == torch.float32 and sd["n"].dtype == torch.int64 and cfg is None
 
 
 def test_load_checkpoint_checks_hash(tmp_path):
     path = tmp_path / "c.pth"
     data = tiny_checkpoint(path)
-    W.load_checkpoint(path, hashlib.sha256(data).hexdigest()[:8])
-    with pytest.raises(W.ChecksumMismatch):
-        W.load_checkpoint(path, "ffffffff")
+    checkpoint.load_checkpoint(path, hashlib.sha256(data).hexdigest()[:8])
+    with pytest.raises(errors.ChecksumMismatch):
+        checkpoint.load_checkpoint(path, "ffffffff")
 
 
 @pytest.mark.parametrize("content", [b"hello, this is not a checkpoint\n", b"", b"PK\x03\x04junk"])
 def test_load_checkpoint_rejects_non_checkpoints(tmp_path, content):
     path = tmp_path / "fake.pth"
     path.write_bytes(content)
-    with pytest.raises(W.WeightsUnavailable, match="not a PyTorch checkpoint"):
-        W.load_checkpoint(path)
+    with pytest.raises(errors.WeightsUnavailable, match="not a PyTorch checkpoint"):
+        checkpoint.load_checkpoint(path)
 
 
 def test_load_checkpoint_refuses_code(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"model": {"w": torch.ones(1)}, "x": argparse.ArgumentParser}, path)
-    with pytest.raises(W.WeightsUnavailable, match="other than tensors"):
-        W.load_checkpoint(path)
+    with pytest.raises(errors.WeightsUnavailable, match="other than tensors"):
+        checkpoint.load_checkpoint(path)
 
 
 def test_load_checkpoint_without_weights(tmp_path):
     path = tmp_path / "x.pth"
     torch.save({"epoch": 3}, path)
-    with pytest.raises(W.WeightsUnavailable, match="no model weights"):
-        W.load_checkpoint(path)
+    with pytest.raises(errors.WeightsUnavailable, match="no model weights"):
+        checkpoint.load_checkpoint(path)
 
 
 # ---- infer_config ---------------------------------------------------------------------------------
@@ -352,8 +352,8 @@ def tsv_shapes(name: str) -> dict:
 
 @pytest.mark.parametrize("name", ["detr-r50-panoptic", "detr-r50-dc5-panoptic", "detr-r101-panoptic"])
 def test_infer_config_official(name):
-    entry = W.MODELS[name]
-    assert W.infer_config(tsv_shapes(name), entry.file_name) == entry.config
+    entry = registry.MODELS[name]
+    assert checkpoint.infer_config(tsv_shapes(name), entry.file_name) == entry.config
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "resnet34"])
@@ -363,28 +363,28 @@ def test_infer_config_small_models(backbone):
                      dim_feedforward=96, num_queries=7, num_classes=5)
     with torch.device("meta"):
         sd = DETRPanoptic(cfg).state_dict()
-    assert W.infer_config(sd) == cfg
-    assert W.infer_config(sd, "toy-dc5.pth").dilation
+    assert checkpoint.infer_config(sd) == cfg
+    assert checkpoint.infer_config(sd, "toy-dc5.pth").dilation
 
 
 def test_infer_config_rejects_other_files():
-    with pytest.raises(W.WeightsUnavailable):
-        W.infer_config({"w": torch.ones(1)})
+    with pytest.raises(errors.WeightsUnavailable):
+        checkpoint.infer_config({"w": torch.ones(1)})
 
 
 def test_infer_config_names_detection_only_checkpoints():
     # the detection-only DETR checkpoints: no "detr." prefix, no box attention, no mask head
     sd = {k[len("detr."):]: v for k, v in tsv_shapes("detr-r50-panoptic").items()
           if k.startswith("detr.")}
-    with pytest.raises(W.WeightsUnavailable, match="detection-only"):
-        W.infer_config(sd, "detr-r50-e632da11.pth")
+    with pytest.raises(errors.WeightsUnavailable, match="detection-only"):
+        checkpoint.infer_config(sd, "detr-r50-e632da11.pth")
 
 
 def test_infer_config_missing_entry_is_a_clear_error():
     sd = tsv_shapes("detr-r50-panoptic")
     del sd["detr.query_embed.weight"]
-    with pytest.raises(W.WeightsUnavailable, match="layout of a DETR panoptic checkpoint"):
-        W.infer_config(sd)
+    with pytest.raises(errors.WeightsUnavailable, match="layout of a DETR panoptic checkpoint"):
+        checkpoint.infer_config(sd)
 
 
 def test_checkpoint_that_does_not_fit_its_model(tmp_path):
@@ -394,7 +394,7 @@ def test_checkpoint_that_does_not_fit_its_model(tmp_path):
     torch.save({"model": create_model(TINY, device="cpu").state_dict()}, path)
     assert create_model(path, device="cpu").config.num_queries == TINY.num_queries   # read from the file
     bigger = TINY.replace(num_queries=TINY.num_queries + 1)
-    with pytest.raises(W.WeightsUnavailable, match=r"does not fit .*1 shape mismatches.*query_embed"):
+    with pytest.raises(errors.WeightsUnavailable, match=r"does not fit .*1 shape mismatches.*query_embed"):
         create_model(bigger, weights=path, device="cpu")
 
 
@@ -403,6 +403,6 @@ def test_env_var_file_stands_for_the_model_its_name_hints(cache, tmp_path, monke
                              ("weights.pth", "detr-r50-panoptic")]:
         own = tmp_path / file_name
         own.write_bytes(b"x")
-        monkeypatch.setenv(W.ENV_VAR, str(own))
-        bound = [name for name, e in W.MODELS.items() if e.offline_path() == own]
+        monkeypatch.setenv(errors.ENV_VAR, str(own))
+        bound = [name for name, e in registry.MODELS.items() if e.offline_path() == own]
         assert bound == [model]
