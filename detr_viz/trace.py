@@ -18,10 +18,10 @@ import torch
 
 from .cache import DerivedCache
 from .categories import CategoryTable, get_categories
-from .device import device_name, synchronize
 from .detr import Detection
+from .device import device_name, synchronize
 from .images import Preprocessed, load_image, preprocess
-from .postprocess import PanopticResult, postprocess_panoptic
+from .postprocess import PanopticResult, class_probs, kept_queries, postprocess_panoptic, real_class_ranking
 from .stages import stage, stage_names
 
 # Per-head encoder self-attention (B x M x hw x hw) is stored when hw is at most this; above it
@@ -268,7 +268,7 @@ class _DeviceView:
 class Trace:
     """Every stage of one forward pass. `trace[name]` gives a tensor (CPU, detached)."""
     model: torch.nn.Module
-    image: "object"                      # the original RGB PIL image (EXIF orientation applied)
+    image: object                      # the original RGB PIL image (EXIF orientation applied)
     pre: Preprocessed                    # network input + original / processed sizes
     threshold: float
     categories: CategoryTable
@@ -511,17 +511,9 @@ class Trace:
         return sum(self.timings.values())
 
 
-def kept_queries(pred_logits: torch.Tensor, threshold: float) -> list[int]:
-    """Indices of queries the merge keeps: argmax not no-object and score > threshold."""
-    probs = pred_logits.reshape(-1, pred_logits.shape[-1]).softmax(-1)   # (N, C+1)
-    scores, labels = probs.max(-1)
-    return torch.nonzero(labels.ne(probs.shape[-1] - 1) & (scores > threshold)).flatten().tolist()
-
-
 def best_query(pred_logits: torch.Tensor) -> int:
     """The query with the highest probability of a real class (no-object excluded)."""
-    probs = pred_logits.reshape(-1, pred_logits.shape[-1]).softmax(-1)[:, :-1]   # (N, C)
-    return int(probs.max(-1).values.argmax())
+    return real_class_ranking(class_probs(pred_logits))[0]
 
 
 _CONFIG = object()      # "take it from the model's config"

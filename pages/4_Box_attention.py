@@ -20,11 +20,10 @@ MAX_ROWS = 12                 # rows of the grid shown at first (a projector-siz
 
 def shown_queries(ctx) -> tuple[list[int], str]:
     """The kept queries (by score), or the 5 most confident if the threshold keeps none."""
-    pan = ctx.panoptic
-    kept = sorted((int(q) for q in pan.kept), key=lambda q: -pan.scores[q])
+    ranking, kept = real_class_ranking(ctx.trace), set(int(q) for q in ctx.panoptic.kept)
     if kept:
-        return kept, f"the {len(kept)} kept queries"
-    return real_class_ranking(ctx.trace)[:5], "the 5 queries most sure of a real class (none is kept)"
+        return [q for q in ranking if q in kept], f"the {len(kept)} kept queries"
+    return ranking[:5], "the 5 queries most sure of a real class (none is kept)"
 
 
 def render(ctx: state.Context) -> None:

@@ -4,13 +4,14 @@ scripts/make_official_fixture.py. Covers R50 and R50-DC5 on a real photo."""
 import numpy as np
 import pytest
 import torch
-
-from detr_viz.config import DETRConfig
-from detr_viz.postprocess import postprocess_panoptic
-
 from conftest import DATA
 from official_reference import reference_model
 
+from detr_viz.categories import coco_categories
+from detr_viz.config import DETRConfig
+from detr_viz.postprocess import postprocess_panoptic
+
+COCO = coco_categories()       # the official hub's is_thing_map: index <= 90
 FIXTURE = torch.load(DATA / "official_outputs.pt", weights_only=True)
 
 
@@ -26,7 +27,7 @@ def test_outputs_and_merge_match_the_official_code(name, backbone, dilation):
     # The merge on the official outputs gives the official map and segments exactly.
     h, w = ref["input"].shape[-2:]
     res = postprocess_panoptic({k: ref[k] for k in ("pred_logits", "pred_masks")}, (h, w),
-                               tuple(ref["target_size"]), threshold=ref["threshold"])
+                               tuple(ref["target_size"]), threshold=ref["threshold"], categories=COCO)
     np.testing.assert_array_equal(res.id_map, ref["id_map"].numpy().astype(np.int32))
     assert [(s["id"], s["category_id"], s["isthing"], s["area"]) for s in res.segments] == ref["segments"]
 
@@ -36,7 +37,7 @@ def test_outputs_and_merge_match_the_official_code(name, backbone, dilation):
 def test_merge_matches_the_official_post_processor(name, case):
     """Outputs made confident by hand (12 queries, duplicate stuff), three target sizes."""
     ref = FIXTURE[name]["merge_cases"][case]
-    res = postprocess_panoptic(ref, ref["processed_size"], ref["target_size"], threshold=0.85)
+    res = postprocess_panoptic(ref, ref["processed_size"], ref["target_size"], threshold=0.85, categories=COCO)
     np.testing.assert_array_equal(res.id_map, ref["id_map"].numpy().astype(np.int32))
     assert [(s["id"], s["category_id"], s["isthing"], s["area"]) for s in res.segments] == ref["segments"]
     assert len(ref["segments"]) >= 3

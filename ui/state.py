@@ -24,7 +24,7 @@ import streamlit as st
 import detr_viz
 from detr_viz import samples, weights
 from detr_viz.config import R50_PANOPTIC
-from detr_viz.testing import make_confident, tiny_model
+from detr_viz.random_models import make_confident, tiny_model
 from detr_viz.weights import MODELS, WeightsUnavailable
 
 APP_MODEL_ENV = "DETR_VIZ_APP_MODEL"     # force a model key (tests use "tiny-random")
