@@ -1,6 +1,6 @@
 """All tensors: every captured stage of the trace (searchable), a preview of any stage, and downloads.
 
-A thin view over Trace.summary(), Trace.to_npz() and detr_viz.explain.tensors.
+A thin view over explain.tensors.summary(), Trace.to_npz() and detr_viz.explain.tensors.
 """
 import pandas as pd
 import streamlit as st
@@ -18,7 +18,7 @@ def render(ctx):
     pan = ctx.panoptic
     stem = tx.safe_name(ctx.image_name.rsplit(".", 1)[0])
     traced = tuple(t.mask_queries)                          # grows when a page runs the mask head for a query
-    rows = state.memo(t, ("tensors.summary", traced), t.summary, keep=2)
+    rows = state.memo(t, ("tensors.summary", traced), lambda: tx.summary(t), keep=2)
     K = len(traced)
     st.markdown(
         f"Every stage recorded for **{ctx.image_name}** with **{ctx.model_key}**: {len(rows)} tensors, in pipeline "

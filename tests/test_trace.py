@@ -162,6 +162,12 @@ def test_encoder_attention_recomputed_when_too_big_to_store(tiny, monkeypatch):
                         __import__("detr_viz.trace", fromlist=["x"]), "ENCODER_ATTENTION_STORE_LIMIT", 1)
     lazy = detr_viz.trace(tiny, image, size=64)
     assert "encoder.layer0.self_attn" not in lazy.tensors and "encoder.layer0.self_attn" in lazy
+    # the q / padding masks it is recomputed from live in their declared side store, not among the stages
+    assert set(lazy.tensors) <= set(stage_names(TINY)) and set(lazy.encoder_qk) == {0}
+    assert stored.encoder_qk == {} and "encoder.layer1.self_attn" not in lazy
+    assert lazy.shape("encoder.layer0.self_attn") == stored.shape("encoder.layer0.self_attn")
+    assert lazy.nbytes == stored.nbytes - stored["encoder.layer0.self_attn"].nbytes + sum(
+        x.nbytes for x in lazy.encoder_qk[0] if x is not None)
     torch.testing.assert_close(lazy["encoder.layer0.self_attn"], stored["encoder.layer0.self_attn"])
     torch.testing.assert_close(lazy.encoder_attention_row(0, 4), stored.encoder_attention_row(0, 4))
     assert lazy.names() == stored.names()
