@@ -5,14 +5,13 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import DATA, TINY, tiny_model
 from PIL import Image
 
 import detr_viz
 from detr_viz.config import R50_PANOPTIC
 from detr_viz.segmentation import DETRPanoptic
 from detr_viz.stages import STAGES, stage, stage_names
-
-from conftest import DATA, TINY, tiny_model
 
 
 def table_b(size: str) -> dict:
