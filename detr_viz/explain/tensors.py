@@ -34,9 +34,10 @@ def summary(trace, derived: bool = True) -> list[dict]:
             dtype = str(t.dtype).replace("torch.", "") + ("" if n in trace.tensors else " (rebuilt)")
         else:
             stats, dtype = (float("nan"),) * 3, "float32 (computed on request)"
-        rows.append({"stage": n, "step": stage(n).step, "shape": shape_str(trace.shape(n)),
+        st = stage(n, trace.config)                     # description true for this model's stride
+        rows.append({"stage": n, "step": st.step, "shape": shape_str(trace.shape(n)),
                      "dtype": dtype, "min": stats[0], "max": stats[1], "mean": stats[2],
-                     "description": stage(n).description})
+                     "description": st.description})
     return rows
 
 
