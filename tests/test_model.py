@@ -1,12 +1,11 @@
 """The model: state-dict keys of the official checkpoints, frozen BN, shapes, config rules."""
 import pytest
 import torch
+from conftest import DATA, TINY, tiny_model
 
 from detr_viz.backbone import FrozenBatchNorm2d
 from detr_viz.config import R50_DC5_PANOPTIC, R50_PANOPTIC, R101_PANOPTIC, DETRConfig
 from detr_viz.segmentation import DETRPanoptic
-
-from conftest import DATA, TINY, tiny_model
 
 
 def read_tsv(name):
