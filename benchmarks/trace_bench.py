@@ -58,7 +58,8 @@ def _run_once(model, image, variant: str):
     if variant == "full":
         pre = detr_viz.preprocess(detr_viz.load_image(image))
         out = model(pre.tensor.to(model.detr.query_embed.weight.device))
-        return detr_viz.postprocess_panoptic(out, pre.processed_size, pre.original_size, 0.85)
+        return detr_viz.postprocess_panoptic(out, pre.processed_size, pre.original_size, 0.85,
+                                             detr_viz.get_categories("coco", 250))
     return detr_viz.trace(model, image, threshold=0.85).panoptic
 
 

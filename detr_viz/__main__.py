@@ -127,7 +127,7 @@ def format_table(t) -> str:
              f"{t.mask_queries}"]
     current = None
     for name in t.names():
-        st = stage(name)
+        st = stage(name, t.config)
         if st.step != current:
             current = st.step
             lines.append(f"\nStep {st.step}/7  {STEPS[st.step - 1].title}")

@@ -40,7 +40,7 @@ from torchvision.transforms import functional as TF
 
 MAX_PIXELS = 50_000_000
 MAX_SIDE = 4096
-MEAN = (0.485, 0.456, 0.406)
+MEAN = (0.485, 0.456, 0.406)     # ImageNet RGB mean and std: the only place these numbers are written
 STD = (0.229, 0.224, 0.225)
 FORMATS = "JPEG, PNG, WebP, BMP, TIFF or GIF"
 
@@ -268,9 +268,20 @@ def preprocess(image: Image.Image, size: int = 800, max_size: int | None = 1333)
     w, h = image.size
     oh, ow = resized_size(w, h, size, max_size)
     resized = TF.resize(image, [oh, ow])                   # PIL bilinear (antialiased)
-    x = TF.normalize(TF.to_tensor(resized), MEAN, STD)     # (3, H, W) float32
+    x = normalize(TF.to_tensor(resized))                  # (3, H, W) float32
     return Preprocessed(tensor=x.unsqueeze(0),             # (1, 3, H, W)
                         original_size=(h, w), processed_size=(oh, ow), resized_image=resized)
+
+
+def _mean_std() -> tuple[torch.Tensor, torch.Tensor]:
+    """MEAN and STD as (3, 1, 1) tensors."""
+    return torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) RGB in [0, 1] -> the network's input: (x - MEAN) / STD per channel."""
+    mean, std = _mean_std()
+    return (x - mean) / std
 
 
 def denormalize(tensor: torch.Tensor) -> np.ndarray:
@@ -278,7 +289,6 @@ def denormalize(tensor: torch.Tensor) -> np.ndarray:
     x = tensor.detach().to("cpu", torch.float32)
     if x.dim() == 4:
         x = x[0]                                           # (3, H, W)
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
+    mean, std = _mean_std()
     x = (x * std + mean).clamp(0, 1)
     return (x * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()   # (H, W, 3)

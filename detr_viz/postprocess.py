@@ -2,7 +2,8 @@
 
 Steps (see ../shared/reference/postprocess-panoptic.md):
  1. softmax over all C+1 class logits; score = max, label = argmax.
- 2. keep a query iff label != no-object and score > threshold (strictly).
+ 2. keep a query iff label != no-object and score > threshold (strictly): `keep_mask`, the one
+    place this rule is written (the tracer and the pages call it or read `PanopticResult.kept`).
  3. bilinearly resize the kept mask logits (H/4 x W/4) to the processed (network input) size.
  4. every pixel goes to the kept query with the highest mask softmax (no void, no mask threshold).
  5. stuff merge (first pass only): pixels of every kept query of a stuff class go to the first
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .categories import CategoryTable, coco_categories
+from .categories import CategoryTable
 
 SMALL_AREA = 4      # segments with at most this many pixels (at target size) are dropped
 
@@ -110,6 +111,40 @@ def instance_color(base, k: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.clip(np.asarray(base) + rng.integers(-60, 61, 3), 0, 255))
 
 
+# ---------------------------------------------------------------------------------------------
+# The keep rule, written once: the tracer, the merge and the pages all call these.
+# ---------------------------------------------------------------------------------------------
+def class_probs(pred_logits: torch.Tensor) -> torch.Tensor:
+    """(..., N, C+1) class logits of one image -> (N, C+1) probabilities (softmax over all C+1,
+    no-object last), on the CPU in float32 so that every caller gets the same bits."""
+    logits = pred_logits.detach().float().cpu()
+    return logits.reshape(-1, logits.shape[-1]).softmax(-1)         # (N, C+1)
+
+
+def query_scores(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C+1) probabilities -> score (N,) = max probability, label (N,) = argmax (no-object included)."""
+    return probs.max(-1)
+
+
+def keep_mask(scores, labels, threshold: float, no_object: int):
+    """(N,) bool: the queries the merge keeps, label not no-object and score > threshold (strictly).
+    Works on tensors and on NumPy arrays alike."""
+    return (labels != no_object) & (scores > threshold)
+
+
+def kept_queries(pred_logits: torch.Tensor, threshold: float) -> list[int]:
+    """Indices of the queries the merge keeps (`keep_mask` on `class_probs(pred_logits)`), in order."""
+    probs = class_probs(pred_logits)                                # (N, C+1)
+    scores, labels = query_scores(probs)
+    return torch.nonzero(keep_mask(scores, labels, threshold, probs.shape[-1] - 1)).flatten().tolist()
+
+
+def real_class_ranking(probs: torch.Tensor) -> list[int]:
+    """All N queries, most sure of a real class first (no-object left out of the probability; ties in
+    query order). Among the kept queries this is also their order by score."""
+    return torch.argsort(probs[:, :-1].max(-1).values, descending=True, stable=True).tolist()
+
+
 def _argmax_ids(masks: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """(K, h*w) logits -> (h, w) index of the winning kept query; zeros if K == 0 (as official)."""
     if masks.shape[0] == 0:
@@ -126,6 +161,9 @@ def postprocess_panoptic(outputs, processed_size, target_size=None, threshold: f
       lists which queries they are (it must include every query that passes the threshold).
     processed_size: (h, w) of the image fed to the network (before batch padding).
     target_size: (H, W) of the output map; default processed_size (as the official code).
+    categories: the model's CategoryTable (which class indices are things, their names); required,
+      as the official `is_thing_map` is: there is no silent COCO default. For the official COCO
+      checkpoints pass `coco_categories(250)`.
     """
     logits = outputs["pred_logits"].detach().float().cpu()
     masks = outputs["pred_masks"].detach().float().cpu()
@@ -134,12 +172,12 @@ def postprocess_panoptic(outputs, processed_size, target_size=None, threshold: f
             raise ValueError("postprocess_panoptic handles one image; pass outputs[b] per image")
         logits, masks = logits[0], masks[0]                 # (N, C+1), (N', h4, w4)
     num_classes = logits.shape[-1] - 1
-    categories = categories or coco_categories(num_classes)
+    _check_categories(categories, num_classes)
     h, w = _size(processed_size)
     target_size = (h, w) if target_size is None else _size(target_size)
 
-    scores, labels = logits.softmax(-1).max(-1)             # (N,), (N,)
-    keep = labels.ne(num_classes) & (scores > threshold)    # (N,) bool
+    scores, labels = query_scores(class_probs(logits))      # (N,), (N,)
+    keep = keep_mask(scores, labels, threshold, num_classes)   # (N,) bool
     kept = torch.nonzero(keep).flatten()                    # (K,) query indices
     rows = _rows_for(outputs, kept, masks.shape[0])
     cur_scores, cur_classes = scores[kept], labels[kept]
@@ -221,6 +259,17 @@ def postprocess_panoptic_batch(outputs, processed_sizes, target_sizes=None, thre
                          f"{len(target_sizes)} target sizes")
     return [postprocess_panoptic({"pred_logits": logits[b:b + 1], "pred_masks": masks[b:b + 1]},
                                  processed_sizes[b], target_sizes[b], threshold, categories) for b in range(B)]
+
+
+def _check_categories(categories, num_classes: int) -> None:
+    """The merge needs to know which classes are things: no silent COCO default."""
+    if categories is None:
+        raise TypeError("postprocess_panoptic needs the model's category table (which classes are things): "
+                        "pass categories=detr_viz.categories.get_categories(model.config.categories, "
+                        f"{num_classes}), or coco_categories({num_classes}) for the official COCO checkpoints")
+    if categories.num_classes != num_classes:
+        raise ValueError(f"the category table has {categories.num_classes} classes but the logits have "
+                         f"{num_classes} (+ no object); pass the table of the model that made them")
 
 
 def _size(size) -> tuple[int, int]:

@@ -4,6 +4,9 @@ This is the one place stage names are defined. Pages, tests and the command line
 these names (`stage_names(config)` expands the per-layer ones), never to ad-hoc strings.
 Shapes use B = batch, N = queries, K = queries run through the mask head, M = heads,
 d = hidden size, h x w = the res5 grid (H/32 x W/32, or H/16 x W/16 with DC5), L = decoder layers.
+Descriptions that state a stride are templates: "{stride}" is the model's res5 stride
+(`config.stride`), filled in by `stage(name, config)` / `describe(name, config)`, so that the text is
+true for R50 (32) as for DC5 and the toy model (16).
 """
 from __future__ import annotations
 
@@ -71,7 +74,7 @@ STAGES = (
     Stage("backbone.res2", 1, "Res2 = layer1 output, stride 4", "B x C2 x H/4 x W/4"),
     Stage("backbone.res3", 1, "Res3 = layer2 output, stride 8", "B x C3 x H/8 x W/8"),
     Stage("backbone.res4", 1, "Res4 = layer3 output, stride 16", "B x C4 x H/16 x W/16"),
-    Stage("backbone.res5", 1, "Res5 = layer4 output, stride 32 (16 with DC5)", "B x C5 x h x w"),
+    Stage("backbone.res5", 1, "Res5 = layer4 output, stride {stride}", "B x C5 x h x w"),
     Stage("backbone.mask", 1, "padding mask resized to the res5 grid", "B x h x w"),
     Stage("input_proj", 1, "1x1 conv projecting Res5 to d channels (src_proj)", "B x d x h x w"),
     # step 2: encoder
@@ -105,27 +108,28 @@ STAGES = (
     Stage("mask_head.concat", 5, "input_proj(Res5) repeated per query, stacked with its M maps",
           "K x (d+M) x h x w", per_query=True),
     # step 6: mask head
-    Stage("mask_head.lay1", 6, "3x3 conv at 1/32", "K x (d+M) x h x w", True),
+    Stage("mask_head.lay1", 6, "3x3 conv at 1/{stride} (the res5 grid)", "K x (d+M) x h x w", True),
     Stage("mask_head.gn1", 6, "GroupNorm", "K x (d+M) x h x w", True),
     Stage("mask_head.relu1", 6, "ReLU", "K x (d+M) x h x w", True),
-    Stage("mask_head.lay2", 6, "3x3 conv at 1/32", "K x d/2 x h x w", True),
+    Stage("mask_head.lay2", 6, "3x3 conv at 1/{stride} (the res5 grid)", "K x d/2 x h x w", True),
     Stage("mask_head.gn2", 6, "GroupNorm", "K x d/2 x h x w", True),
     Stage("mask_head.relu2", 6, "ReLU", "K x d/2 x h x w", True),
-    Stage("mask_head.adapter1", 6, "1x1 conv adapting Res4 (same for every query)", "B x d/2 x 2h x 2w"),
-    Stage("mask_head.up1", 6, "nearest upsampling to the Res4 grid", "K x d/2 x 2h x 2w", True),
-    Stage("mask_head.fpn1", 6, "upsampled path + adapted Res4", "K x d/2 x 2h x 2w", True),
-    Stage("mask_head.lay3", 6, "3x3 conv at 1/16", "K x d/4 x 2h x 2w", True),
-    Stage("mask_head.gn3", 6, "GroupNorm", "K x d/4 x 2h x 2w", True),
-    Stage("mask_head.relu3", 6, "ReLU", "K x d/4 x 2h x 2w", True),
-    Stage("mask_head.adapter2", 6, "1x1 conv adapting Res3 (same for every query)", "B x d/4 x 4h x 4w"),
-    Stage("mask_head.up2", 6, "nearest upsampling to the Res3 grid", "K x d/4 x 4h x 4w", True),
-    Stage("mask_head.fpn2", 6, "upsampled path + adapted Res3", "K x d/4 x 4h x 4w", True),
-    Stage("mask_head.lay4", 6, "3x3 conv at 1/8", "K x d/8 x 4h x 4w", True),
-    Stage("mask_head.gn4", 6, "GroupNorm", "K x d/8 x 4h x 4w", True),
-    Stage("mask_head.relu4", 6, "ReLU", "K x d/8 x 4h x 4w", True),
-    Stage("mask_head.adapter3", 6, "1x1 conv adapting Res2 (same for every query)", "B x d/8 x 8h x 8w"),
-    Stage("mask_head.up3", 6, "nearest upsampling to the Res2 grid", "K x d/8 x 8h x 8w", True),
-    Stage("mask_head.fpn3", 6, "upsampled path + adapted Res2", "K x d/8 x 8h x 8w", True),
+    Stage("mask_head.adapter1", 6, "1x1 conv adapting Res4 (same for every query)", "B x d/2 x H/16 x W/16"),
+    Stage("mask_head.up1", 6, "nearest upsampling from the res5 grid (1/{stride}) to the Res4 grid (1/16)",
+          "K x d/2 x H/16 x W/16", True),
+    Stage("mask_head.fpn1", 6, "upsampled path + adapted Res4", "K x d/2 x H/16 x W/16", True),
+    Stage("mask_head.lay3", 6, "3x3 conv at 1/16", "K x d/4 x H/16 x W/16", True),
+    Stage("mask_head.gn3", 6, "GroupNorm", "K x d/4 x H/16 x W/16", True),
+    Stage("mask_head.relu3", 6, "ReLU", "K x d/4 x H/16 x W/16", True),
+    Stage("mask_head.adapter2", 6, "1x1 conv adapting Res3 (same for every query)", "B x d/4 x H/8 x W/8"),
+    Stage("mask_head.up2", 6, "nearest upsampling to the Res3 grid (1/16 -> 1/8)", "K x d/4 x H/8 x W/8", True),
+    Stage("mask_head.fpn2", 6, "upsampled path + adapted Res3", "K x d/4 x H/8 x W/8", True),
+    Stage("mask_head.lay4", 6, "3x3 conv at 1/8", "K x d/8 x H/8 x W/8", True),
+    Stage("mask_head.gn4", 6, "GroupNorm", "K x d/8 x H/8 x W/8", True),
+    Stage("mask_head.relu4", 6, "ReLU", "K x d/8 x H/8 x W/8", True),
+    Stage("mask_head.adapter3", 6, "1x1 conv adapting Res2 (same for every query)", "B x d/8 x H/4 x W/4"),
+    Stage("mask_head.up3", 6, "nearest upsampling to the Res2 grid (1/8 -> 1/4)", "K x d/8 x H/4 x W/4", True),
+    Stage("mask_head.fpn3", 6, "upsampled path + adapted Res2", "K x d/8 x H/4 x W/4", True),
     Stage("mask_head.lay5", 6, "3x3 conv at 1/4", "K x d/16 x H/4 x W/4", True),
     Stage("mask_head.gn5", 6, "GroupNorm", "K x d/16 x H/4 x W/4", True),
     Stage("mask_head.relu5", 6, "ReLU", "K x d/16 x H/4 x W/4", True),
@@ -165,15 +169,31 @@ def _interleave(names: list[str]) -> list[str]:
     return [n for _, n in sorted(enumerate(names), key=key)]
 
 
-def stage(name: str) -> Stage:
-    """The Stage record for a concrete name (e.g. 'encoder.layer3.self_attn'), layer filled in."""
+# Without a config, a stride reads as both values (true for every model, if less direct).
+_ANY_STRIDE = "32 (16 with DC5)"
+
+
+def stage(name: str, config=None) -> Stage:
+    """The Stage record for a concrete name (e.g. 'encoder.layer3.self_attn'): layer filled in, and the
+    stride of `config` (its `stride`: 32, or 16 for DC5 and the toy model) in the description."""
+    s, fields = _template(name)
+    fields["stride"] = _ANY_STRIDE if config is None else config.stride
+    return Stage(name, s.step, s.description.format(**fields), s.shape, s.per_query)
+
+
+def describe(name: str, config=None) -> str:
+    """The description of stage `name`, true for the model of `config`."""
+    return stage(name, config).description
+
+
+def _template(name: str) -> tuple[Stage, dict]:
+    """The registry entry of `name` and the template fields its name fixes ({i}: the layer)."""
     if name in _TEMPLATES:
-        return _TEMPLATES[name]
+        return _TEMPLATES[name], {}
     for pattern, s in _PATTERNS:
         m = pattern.match(name)
         if m:
-            i = m.group(1)
-            return Stage(name, s.step, s.description.format(i=i), s.shape, s.per_query)
+            return s, {"i": m.group(1)}
     raise KeyError(f"unknown stage {name!r}")
 
 
@@ -182,4 +202,4 @@ def step(number: int) -> Step:
 
 
 def stages_of_step(number: int, config=None) -> list[str]:
-    return [n for n in stage_names(config) if stage(n).step == number]
+    return [n for n in stage_names(config) if _template(n)[0].step == number]

@@ -9,6 +9,7 @@ tensors are detached and on the CPU.
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,10 +19,10 @@ import torch
 
 from .cache import DerivedCache
 from .categories import CategoryTable, get_categories
-from .device import device_name, synchronize
 from .detr import Detection
+from .device import device_name, synchronize
 from .images import Preprocessed, load_image, preprocess
-from .postprocess import PanopticResult, postprocess_panoptic
+from .postprocess import PanopticResult, class_probs, kept_queries, postprocess_panoptic, real_class_ranking
 from .stages import stage, stage_names
 
 # Per-head encoder self-attention (B x M x hw x hw) is stored when hw is at most this; above it
@@ -114,8 +115,9 @@ class _Recorder:
     """Registers the hooks that fill `store`, `timings` and `modules`; removes them on exit."""
 
     def __init__(self, model, store: dict, timings: dict, modules: dict, *, store_encoder_attention: bool,
-                 only_prefix: str | None = None, progress=None):
+                 only_prefix: str | None = None, progress=None, encoder_qk: dict | None = None):
         self.model, self.store, self.timings, self.modules = model, store, timings, modules
+        self.encoder_qk = {} if encoder_qk is None else encoder_qk    # layer -> (q, key padding mask)
         # padded: the mask head runs one query beside a copy of itself (set by _mask_head_rows); the
         # copy is dropped from what is stored and from the module shapes.
         self.padded = False
@@ -188,8 +190,8 @@ class _Recorder:
 
     def _qk_hook(self, i):
         def hook(m, args, kwargs):
-            self.store[f"_enc_q{i}"] = _cpu(args[0])             # (hw, B, d) = src + pos
-            self.store[f"_enc_kpm{i}"] = _cpu(kwargs.get("key_padding_mask"))
+            # q = k = src + pos (hw, B, d); key padding mask (B, hw) or None
+            self.encoder_qk[i] = (_cpu(args[0]), _cpu(kwargs.get("key_padding_mask")))
         return hook
 
     def _shape_hook(self, name):
@@ -268,7 +270,7 @@ class _DeviceView:
 class Trace:
     """Every stage of one forward pass. `trace[name]` gives a tensor (CPU, detached)."""
     model: torch.nn.Module
-    image: "object"                      # the original RGB PIL image (EXIF orientation applied)
+    image: object                      # the original RGB PIL image (EXIF orientation applied)
     pre: Preprocessed                    # network input + original / processed sizes
     threshold: float
     categories: CategoryTable
@@ -280,6 +282,9 @@ class Trace:
     mask_queries: list = field(default_factory=list)  # rows of the per-query stages
     panoptic: PanopticResult | None = None
     _merge_masks: dict = field(default_factory=dict)  # query -> (1, 1, H/4, W/4) logits run only for a merge
+    # encoder layer -> (q = k = src + pos (hw, B, d), key padding mask (B, hw) or None), kept instead of
+    # the per-head attention when that is too big to store (see ENCODER_ATTENTION_STORE_LIMIT)
+    encoder_qk: dict = field(default_factory=dict)
     # values derived from this trace (pictures, tables, recomputations): see detr_viz.cache.cached
     derived: DerivedCache = field(default_factory=DerivedCache, repr=False, compare=False)
 
@@ -297,8 +302,7 @@ class Trace:
             return True
         if name in DERIVED:
             return DERIVED[name][0] in self
-        return (name.startswith("encoder.layer") and name.endswith(".self_attn")
-                and f"_enc_q{name.split('.')[1][5:]}" in self.tensors)
+        return _encoder_attention_layer(name) in self.encoder_qk
 
     def __getitem__(self, name) -> torch.Tensor:
         if name in self.tensors:
@@ -306,7 +310,7 @@ class Trace:
         if name in DERIVED and name in self:
             return self._derive(name)
         if name in self:                  # encoder attention, recomputed from q/k
-            return self.encoder_attention(int(name.split(".")[1][5:]))
+            return self.encoder_attention(_encoder_attention_layer(name))
         stage(name)                       # raises KeyError for names that are not stages at all
         raise KeyError(f"stage {name!r} was not recorded in this trace")
 
@@ -336,7 +340,7 @@ class Trace:
                 k = name[-1]
                 return self.shape(source)[:2] + tuple(self.tensors[f"mask_head.adapter{k}"].shape[-2:])
             return self.shape(source)
-        q = self.tensors[f"_enc_q{name.split('.')[1][5:]}"]
+        q = self.encoder_qk[_encoder_attention_layer(name)][0]            # (hw, B, d)
         return (q.shape[1], self.config.nheads, q.shape[0], q.shape[0])
 
     @property
@@ -362,15 +366,7 @@ class Trace:
         name = f"encoder.layer{layer}.self_attn"
         if name in self.tensors:
             return self.tensors[name]
-        attn = self.model.detr.transformer.encoder.layers[layer].self_attn
-        q = self.tensors[f"_enc_q{layer}"]
-        kpm = self.tensors[f"_enc_kpm{layer}"]
-        dev = next(self.model.parameters()).device
-        with torch.no_grad(), _model_lock(self.model):
-            qd = q.to(dev)
-            w = attn(qd, qd, qd, key_padding_mask=None if kpm is None else kpm.to(dev),
-                     need_weights=True, average_attn_weights=False)[1]
-        return w.cpu()
+        return self._recompute_encoder_attention(layer)
 
     def encoder_attention_row(self, layer: int, index: int) -> torch.Tensor:
         """(M, h, w): where grid cell `index` (row-major) looks in an encoder layer, per head."""
@@ -379,15 +375,21 @@ class Trace:
         if name in self.tensors:
             row = self.tensors[name][0, :, index]                       # (M, hw)
         else:
-            attn = self.model.detr.transformer.encoder.layers[layer].self_attn
-            q = self.tensors[f"_enc_q{layer}"]                          # (hw, B, d)
-            kpm = self.tensors[f"_enc_kpm{layer}"]
-            dev = next(self.model.parameters()).device
-            with torch.no_grad(), _model_lock(self.model):
-                qd = q.to(dev)
-                row = attn(qd[index:index + 1], qd, qd, key_padding_mask=None if kpm is None else kpm.to(dev),
-                           need_weights=True, average_attn_weights=False)[1][0, :, 0].cpu()
+            row = self._recompute_encoder_attention(layer, slice(index, index + 1))[0, :, 0]   # (M, hw)
         return row.reshape(-1, h, w)
+
+    def _recompute_encoder_attention(self, layer: int, rows: slice = slice(None)) -> torch.Tensor:
+        """(B, M, R, hw): per-head attention of the grid cells `rows` in encoder layer `layer`, recomputed
+        by the layer's own self-attention module from the stored q (= k) and padding mask. The one
+        recompute path for encoder attention."""
+        attn = self.model.detr.transformer.encoder.layers[layer].self_attn
+        q, kpm = self.encoder_qk[layer]                                 # (hw, B, d), (B, hw) or None
+        dev = next(self.model.parameters()).device
+        with torch.no_grad(), _model_lock(self.model):
+            qd = q.to(dev)
+            w = attn(qd[rows], qd, qd, key_padding_mask=None if kpm is None else kpm.to(dev),
+                     need_weights=True, average_attn_weights=False)[1]  # (B, M, R, hw)
+        return w.cpu()
 
     def query(self, name: str, q: int) -> torch.Tensor:
         """One query's slice of a per-query stage (runs the mask head for it if needed)."""
@@ -477,33 +479,12 @@ class Trace:
             arrays["panoptic.segments_json"] = np.asarray(self.panoptic.segments_json())
         np.savez_compressed(path, **arrays)
 
-    def summary(self, derived: bool = True) -> list[dict]:
-        """One row per stage: name, step, shape, dtype, min, max, mean, description.
-
-        derived: also compute the statistics of the stages rebuilt on request (ReLUs, upsamplings,
-        FPN sums, the stem's BN/ReLU); each is built, measured and dropped. Encoder attention that
-        was too big to store stays NaN ("computed on request")."""
-        rows = []
-        for n in self.names():
-            st = stage(n)
-            t = self.tensors.get(n)
-            if t is None and derived and n in DERIVED:
-                t = self[n]
-            if t is not None:
-                f = t.float() if t.dtype != torch.bool else t.to(torch.float32)
-                stats = (float(f.min()), float(f.max()), float(f.mean())) if t.numel() else (0.0, 0.0, 0.0)
-                dtype = str(t.dtype).replace("torch.", "") + ("" if n in self.tensors else " (rebuilt)")
-            else:
-                stats, dtype = (float("nan"),) * 3, "float32 (computed on request)"
-            rows.append({"stage": n, "step": st.step, "shape": " x ".join(map(str, self.shape(n))),
-                         "dtype": dtype, "min": stats[0], "max": stats[1], "mean": stats[2],
-                         "description": st.description})
-        return rows
-
     @property
     def nbytes(self) -> int:
-        """Memory held by the stored tensors (and the masks of merges at other thresholds)."""
-        tensors = list(self.tensors.values()) + list(self._merge_masks.values())
+        """Memory held by the stored tensors (and the masks of merges at other thresholds, and the
+        encoder's q / padding masks kept for recomputing its attention)."""
+        qk = [t for pair in self.encoder_qk.values() for t in pair]
+        tensors = list(self.tensors.values()) + list(self._merge_masks.values()) + qk
         return sum(v.numel() * v.element_size() for v in tensors if isinstance(v, torch.Tensor))
 
     @property
@@ -511,17 +492,15 @@ class Trace:
         return sum(self.timings.values())
 
 
-def kept_queries(pred_logits: torch.Tensor, threshold: float) -> list[int]:
-    """Indices of queries the merge keeps: argmax not no-object and score > threshold."""
-    probs = pred_logits.reshape(-1, pred_logits.shape[-1]).softmax(-1)   # (N, C+1)
-    scores, labels = probs.max(-1)
-    return torch.nonzero(labels.ne(probs.shape[-1] - 1) & (scores > threshold)).flatten().tolist()
+def _encoder_attention_layer(name: str) -> int | None:
+    """3 for 'encoder.layer3.self_attn'; None for any other name."""
+    m = re.fullmatch(r"encoder\.layer(\d+)\.self_attn", name)
+    return int(m.group(1)) if m else None
 
 
 def best_query(pred_logits: torch.Tensor) -> int:
     """The query with the highest probability of a real class (no-object excluded)."""
-    probs = pred_logits.reshape(-1, pred_logits.shape[-1]).softmax(-1)[:, :-1]   # (N, C)
-    return int(probs.max(-1).values.argmax())
+    return real_class_ranking(class_probs(pred_logits))[0]
 
 
 _CONFIG = object()      # "take it from the model's config"
@@ -553,7 +532,7 @@ def trace(model, image, threshold: float | None = None, queries=None, progress=N
     x = pre.tensor.to(dev)                                              # (1, 3, H, W)
     hw = math.ceil(x.shape[-2] / cfg.stride) * math.ceil(x.shape[-1] / cfg.stride)
     with torch.no_grad(), _model_lock(model), _Recorder(
-            model, t.tensors, t.timings, t.modules_seen,
+            model, t.tensors, t.timings, t.modules_seen, encoder_qk=t.encoder_qk,
             store_encoder_attention=hw <= ENCODER_ATTENTION_STORE_LIMIT, progress=progress) as rec:
         det = model.detect(x)
         bbox = model.attention_maps(det)                                # (1, N, M, h, w) all queries

@@ -13,6 +13,8 @@ import torch
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
+from .boxes import cxcywh_to_xyxy
+
 SEQUENTIAL = "viridis"
 DIVERGING = "PuOr_r"
 
@@ -146,10 +148,9 @@ def scores_rgb(pcs: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 def boxes_to_xyxy(boxes, size: tuple[int, int]) -> np.ndarray:
     """(N, 4) normalised (cx, cy, w, h) -> (N, 4) pixel (x0, y0, x1, y1); size = (H, W)."""
-    b = to_numpy(boxes)
     H, W = size
-    cx, cy, bw, bh = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    return np.stack([(cx - bw / 2) * W, (cy - bh / 2) * H, (cx + bw / 2) * W, (cy + bh / 2) * H], axis=1)
+    xyxy = cxcywh_to_xyxy(torch.as_tensor(to_numpy(boxes), dtype=torch.float32))   # (N, 4) in [0, 1]
+    return to_numpy(xyxy) * np.array([W, H, W, H], dtype=np.float32)
 
 
 def draw_boxes(image: Image.Image, boxes_xyxy, labels, colors, width: int = 3, dashed=None,

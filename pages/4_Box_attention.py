@@ -21,11 +21,10 @@ WIDTH = page.DISPLAY_WIDTH    # display width of a picture (D.W is the network i
 
 def shown_queries(ctx) -> tuple[list[int], str]:
     """The kept queries (by score), or the 5 most confident if the threshold keeps none."""
-    pan = ctx.panoptic
-    kept = sorted((int(q) for q in pan.kept), key=lambda q: -pan.scores[q])
+    ranking, kept = real_class_ranking(ctx.trace), set(int(q) for q in ctx.panoptic.kept)
     if kept:
-        return kept, f"the {len(kept)} kept queries"
-    return real_class_ranking(ctx.trace)[:5], "the 5 queries most sure of a real class (none is kept)"
+        return [q for q in ranking if q in kept], f"the {len(kept)} kept queries"
+    return ranking[:5], "the 5 queries most sure of a real class (none is kept)"
 
 
 def answer(ctx: state.Context) -> None:

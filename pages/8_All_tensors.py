@@ -1,6 +1,6 @@
 """All tensors: every captured stage of the trace (searchable), a preview of any stage, and downloads.
 
-A thin view over Trace.summary(), Trace.to_npz() and detr_viz.explain.tensors.
+A thin view over explain.tensors.summary(), Trace.to_npz() and detr_viz.explain.tensors.
 """
 from __future__ import annotations
 

@@ -38,3 +38,20 @@ def test_xywh_round_trip_and_giou():
     g = generalized_box_iou(a, b)                            # (1, 2)
     assert g[0, 0].item() == pytest.approx(1 / 7 - 2 / 9)    # IoU 1/7, hull 9, union 7
     assert g[0, 1].item() == pytest.approx(0 - (10 - 5) / 10)
+
+
+def test_pixel_boxes_scale_x_by_width_and_y_by_height():
+    b = torch.tensor([[0.5, 0.25, 0.2, 0.1]])
+    px = boxes_to_xyxy(b, (100, 200))                  # size = (H, W)
+    np.testing.assert_allclose(px, [[80.0, 20.0, 120.0, 30.0]], rtol=1e-6)
+
+
+def test_normalize_is_the_official_transform_and_round_trips():
+    from torchvision import transforms as T
+
+    from detr_viz.images import MEAN, STD, denormalize, normalize
+    x = torch.rand(3, 17, 23)
+    assert torch.equal(normalize(x), T.Normalize(MEAN, STD)(x))
+    img = (torch.rand(3, 8, 9) * 255).round() / 255
+    back = torch.from_numpy(denormalize(normalize(img))).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(back, img, atol=1e-6, rtol=0)

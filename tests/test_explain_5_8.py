@@ -298,7 +298,7 @@ def test_merge_on_the_traced_tiny_model(t):
 # the "All tensors" page
 # ---------------------------------------------------------------------------------------------
 def test_summary_filter(t):
-    rows = t.summary()
+    rows = tensors.summary(t)
     assert tensors.filter_rows(rows) == rows
     attn = tensors.filter_rows(rows, "self_attn")
     assert attn and all("self_attn" in r["stage"] for r in attn)
@@ -311,7 +311,7 @@ def test_summary_filter(t):
     assert fpn2["max"] == pytest.approx(float(t["mask_head.fpn2"].max()))
     relu = next(r for r in rows if r["stage"] == "mask_head.relu1")
     assert relu["min"] == 0.0 and "mask_head.relu1" not in t.tensors          # not kept in memory
-    lazy = {r["stage"]: r for r in t.summary(derived=False)}
+    lazy = {r["stage"]: r for r in tensors.summary(t, derived=False)}
     assert lazy["mask_head.fpn2"]["max"] != lazy["mask_head.fpn2"]["max"]       # NaN: not computed
 
 

@@ -4,10 +4,17 @@ import numpy as np
 import pytest
 import torch
 
+from detr_viz import postprocess
 from detr_viz.categories import coco_categories
-from detr_viz.postprocess import id2rgb, postprocess_panoptic, rgb2id
+from detr_viz.postprocess import id2rgb, rgb2id
 
 C = 251         # 250 classes + no-object
+COCO = coco_categories()
+
+
+def postprocess_panoptic(*args, categories=COCO, **kwargs):
+    """The merge with the COCO table (the merge takes no default table)."""
+    return postprocess.postprocess_panoptic(*args, categories=categories, **kwargs)
 PERSON, DOG, TREE, SKY = 1, 18, 184, 187
 
 
@@ -140,22 +147,33 @@ def test_id_rgb_round_trip_and_exports():
 
 
 def test_batch_form_and_official_style_sizes():
-    from detr_viz.postprocess import postprocess_panoptic_batch
+    postprocess_panoptic_batch = postprocess.postprocess_panoptic_batch
     a = outputs([PERSON, DOG, SKY], regions(8, 8, [(0, 4, 0, 4), (0, 4, 4, 8), (4, 8, 0, 8)]))
     b = outputs([TREE, 250, SKY], regions(8, 8, [(0, 8, 0, 4), (0, 1, 0, 1), (0, 8, 4, 8)]))
     batch = {k: torch.cat([a[k], b[k]]) for k in a}
     sizes = torch.tensor([[32, 32], [24, 40]])                  # (B, 2), as the official code takes them
-    results = postprocess_panoptic_batch(batch, sizes, [(32, 32), (48, 80)])
+    results = postprocess_panoptic_batch(batch, sizes, [(32, 32), (48, 80)], categories=COCO)
     for r, one, proc, tgt in zip(results, (a, b), sizes, [(32, 32), (48, 80)]):
         ref = postprocess_panoptic(one, tuple(proc.tolist()), tgt)
         np.testing.assert_array_equal(r.id_map, ref.id_map)
         assert r.segments == ref.segments
     assert results[1].id_map.shape == (48, 80) and [s["query"] for s in results[1].segments] == [0, 2]
-    assert postprocess_panoptic_batch(batch, sizes)[1].id_map.shape == (24, 40)      # target = processed
+    assert postprocess_panoptic_batch(batch, sizes, categories=COCO)[1].id_map.shape == (24, 40)      # target = processed
     # the official demo's processed size: torch.as_tensor(img.shape[-2:]).unsqueeze(0), shape (1, 2)
     r = postprocess_panoptic(a, torch.as_tensor([32, 32]).unsqueeze(0))
     assert r.id_map.shape == (32, 32)
     with pytest.raises(ValueError):
-        postprocess_panoptic_batch(batch, sizes[:1])
+        postprocess_panoptic_batch(batch, sizes[:1], categories=COCO)
     with pytest.raises(ValueError, match="height, width"):
         postprocess_panoptic(a, (1, 2, 3))
+
+
+def test_categories_are_required_not_silently_coco():
+    """Without a table the merge cannot tell things from stuff: it says so instead of assuming COCO."""
+    out = outputs([PERSON, SKY], regions(4, 4, [(0, 4, 0, 2), (0, 4, 2, 4)]))
+    with pytest.raises(TypeError, match="category table"):
+        postprocess.postprocess_panoptic(out, (8, 8))
+    with pytest.raises(TypeError, match="category table"):
+        postprocess.postprocess_panoptic_batch(out, [(8, 8)])
+    with pytest.raises(ValueError, match="8 classes"):
+        postprocess_panoptic(out, (8, 8), categories=coco_categories(8))

@@ -208,7 +208,7 @@ def guard(render, ctx: state.Context) -> None:
 
 def shapes_table(trace, names: list[str]) -> None:
     """Stage, live shape and description for the stages a page shows."""
-    rows = [{"stage": n, "shape": shape_str(trace.shape(n)), "what it is": stage(n).description}
+    rows = [{"stage": n, "shape": shape_str(trace.shape(n)), "what it is": stage(n, trace.config).description}
             for n in names if n in trace]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  height=min(35 * (len(rows) + 1) + 3, 780))   # every row visible (up to ~21)

@@ -26,7 +26,7 @@ from detr_viz import MODELS, WeightsUnavailable, samples
 from detr_viz import registry as weights
 from detr_viz.config import R50_PANOPTIC
 from detr_viz.explain import step7_merge
-from detr_viz.testing import make_confident, tiny_model
+from detr_viz.random_models import make_confident, tiny_model
 
 APP_MODEL_ENV = "DETR_VIZ_APP_MODEL"     # force a model key (tests use "tiny-random")
 TINY_RANDOM = "tiny-random"

@@ -13,6 +13,7 @@ import torch
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 
+from .. import postprocess
 from ..cache import cached
 from ..viz import boxes_to_xyxy, draw_boxes, grid, load_font, to_numpy
 from .common import DISPLAY_WIDTH, dims, display_image, grid_overlay, tile_width
@@ -36,7 +37,7 @@ def query_class(trace, q: int) -> tuple[int, float]:
 
 def real_class_ranking(trace) -> list[int]:
     """All queries, most sure of a real class first (no object left out of the probability)."""
-    return torch.argsort(class_probs(trace)[:, :-1].max(-1).values, descending=True, stable=True).tolist()
+    return postprocess.real_class_ranking(class_probs(trace))
 
 
 def kind_of(trace, label: int) -> str:

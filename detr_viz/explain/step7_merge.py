@@ -66,14 +66,15 @@ def query_name(result, categories, q: int) -> str:
 def filter_rows(result, categories) -> list[dict]:
     """Step 1, every query: class, score and why it is kept or not (strict '>' threshold)."""
     no_object = categories.no_object
+    kept = {int(q) for q in result.kept}                  # the merge's own decision (postprocess.keep_mask)
     dropped = {d["query"]: d for d in result.dropped}
     seg = {int(s["query"]): s for s in result.segments}
     rows = []
     for q in np.argsort(-result.scores, kind="stable"):
         q, label, score = int(q), int(result.labels[q]), float(result.scores[q])
-        if label == no_object:
+        if q not in kept and label == no_object:
             status = "not kept: its most likely class is 'no object'"
-        elif not score > result.threshold:
+        elif q not in kept:
             status = f"not kept: score {score:.4f} is not > {result.threshold:.2f}"
         elif q in seg:
             status = f"kept → segment {seg[q]['id']} ({seg[q]['area']:,} px)"
@@ -83,7 +84,7 @@ def filter_rows(result, categories) -> list[dict]:
             status = "kept"
         rows.append({"query": q, "class": categories.label(label),
                      "thing/stuff": "-" if label == no_object else ("thing" if categories.is_thing(label) else "stuff"),
-                     "score": score, "kept": bool(label != no_object and score > result.threshold),
+                     "score": score, "kept": q in kept,
                      "what happens": status})
     return rows
 

@@ -18,8 +18,40 @@ from .common import shape_str
 SUMMARY_COLUMNS = ["stage", "step", "shape", "dtype", "min", "max", "mean", "description"]
 
 
+def summary(trace, derived: bool = True) -> list[dict]:
+    """The All tensors table, one row per stage of the trace: stage, step, shape, dtype, min, max,
+    mean, description (SUMMARY_COLUMNS).
+
+    derived: also compute the statistics of the stages rebuilt on request (ReLUs, upsamplings,
+    FPN sums, the stem's BN/ReLU); each is built, measured and dropped. Encoder attention that
+    was too big to store stays NaN ("computed on request")."""
+    rows = []
+    for n in trace.names():
+        t = trace.tensors.get(n)
+        if t is None and derived and n in DERIVED:
+            t = trace[n]
+        if t is not None:
+            stats = _stats(t)
+            dtype = str(t.dtype).replace("torch.", "") + ("" if n in trace.tensors else " (rebuilt)")
+        else:
+            stats, dtype = (float("nan"),) * 3, "float32 (computed on request)"
+        st = stage(n, trace.config)                     # description true for this model's stride
+        rows.append({"stage": n, "step": st.step, "shape": shape_str(trace.shape(n)),
+                     "dtype": dtype, "min": stats[0], "max": stats[1], "mean": stats[2],
+                     "description": st.description})
+    return rows
+
+
+def _stats(t) -> tuple[float, float, float]:
+    """(min, max, mean) of a tensor (bool counted as 0 / 1); zeros for an empty one."""
+    if not t.numel():
+        return 0.0, 0.0, 0.0
+    f = t.float()
+    return float(f.min()), float(f.max()), float(f.mean())
+
+
 def filter_rows(rows: list[dict], text: str = "", steps=None) -> list[dict]:
-    """Rows of Trace.summary() whose stage name or description contains every word of `text`
+    """Rows of summary() whose stage name or description contains every word of `text`
     (case-insensitive), optionally only those of the given steps."""
     words = [w for w in (text or "").lower().split() if w]
     out = []
@@ -184,7 +216,7 @@ def trace_megabytes(trace) -> float:
 @cached(keep=2)
 def summary_at(trace, mask_queries: tuple) -> list[dict]:
     """The All tensors table (`Trace.summary()`) while `mask_queries` are the traced queries."""
-    return trace.summary()
+    return summary(trace)
 
 
 @cached(keep=2)
