@@ -12,56 +12,21 @@ import sys
 import time
 from pathlib import Path
 
-from . import MODELS, ImageError, WeightsUnavailable, create_model, trace
+from . import ImageError, WeightsUnavailable, trace
+from .cli_models import add_model_arguments, load_model
 from .device import device_name
-from .download import terminal_progress
-from .models import DEFAULT_MODEL, OFFLINE_MODEL
 from .stages import STEPS, stage
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m detr_viz",
                                 description="Trace DETR panoptic segmentation on one image.")
-    p.add_argument("image", help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF)")
-    p.add_argument("--model", default="auto",
-                   help=f"registry name ({', '.join(MODELS)}), a checkpoint path, or 'auto' "
-                        f"(default: {DEFAULT_MODEL} if its weights can be had, else {OFFLINE_MODEL})")
-    p.add_argument("--checkpoint",
-                   help="your model: a .pth file (official or training-script checkpoint), a Hugging Face "
-                        "DetrForSegmentation folder, or a model in the local Hugging Face cache; with --model "
-                        "NAME, the weights for that registry model (offline use)")
-    p.add_argument("--categories", help="class names: a COCO-panoptic categories JSON (list, or dict with "
-                                        "'categories'; id, name, isthing, optional color) or a config.json "
-                                        "with id2label")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="score threshold of the merge (default: the model's, 0.85 for official models)")
+    add_model_arguments(p)
     p.add_argument("--queries", type=int, nargs="*", default=(),
                    help="extra query indices to run through the mask head")
     p.add_argument("--out", default="detr_viz_out", help="output folder (default: detr_viz_out)")
-    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     p.add_argument("--no-npz", action="store_true", help="do not write the trace .npz")
     return p
-
-
-def _load_model(args):
-    """The model asked for. 'auto' without --checkpoint falls back to the offline toy-world model
-    with a note; an explicit --checkpoint is never swapped for another model."""
-    if args.model == "auto" and not args.checkpoint:
-        try:
-            return create_model(DEFAULT_MODEL, weights="official", device=args.device,
-                                progress=terminal_progress("downloading weights"), categories=args.categories)
-        except WeightsUnavailable as e:
-            print(f"note: the official {DEFAULT_MODEL} weights are not available ({e}).\n"
-                  f"      Using the offline '{OFFLINE_MODEL}' model instead.", file=sys.stderr)
-            return create_model(OFFLINE_MODEL, weights="official", device=args.device, categories=args.categories)
-    if args.model == "auto":                         # --checkpoint alone: the file says what it is
-        return create_model(args.checkpoint, device=args.device, categories=args.categories)
-    if args.model in MODELS:
-        weights = args.checkpoint or "official"
-        progress = terminal_progress("downloading weights") if weights == "official" else None
-        return create_model(args.model, weights=weights, device=args.device, progress=progress,
-                            categories=args.categories)
-    return create_model(args.model, device=args.device, categories=args.categories)
 
 
 def _describe(model) -> str:
@@ -83,10 +48,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["quiz"]:                    # python -m detr_viz quiz IMAGE ...: the worksheet
         from . import worksheet
-        return worksheet.main(argv[1:], _load_model)
+        return worksheet.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
-        model = _load_model(args)
+        model = load_model(args)
     except (WeightsUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

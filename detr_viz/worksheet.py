@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import MODELS, ImageError, WeightsUnavailable, trace
+from . import ImageError, WeightsUnavailable, trace
+from .cli_models import add_model_arguments, load_model
 from .curriculum import answers
-from .models import DEFAULT_MODEL, OFFLINE_MODEL
 from .quiz import CHOICE, LETTERS, Question, questions
 from .stages import STEPS
 
@@ -89,20 +89,13 @@ def write(t, out, name: str = "photo") -> dict:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m detr_viz quiz",
                                 description="Write a check-yourself worksheet and its answer key for one photo.")
-    p.add_argument("image", help="image file (JPEG, PNG, WebP, BMP, TIFF, GIF)")
-    p.add_argument("--model", default="auto",
-                   help=f"registry name ({', '.join(MODELS)}), a checkpoint path, or 'auto' "
-                        f"(default: {DEFAULT_MODEL} if its weights can be had, else {OFFLINE_MODEL})")
-    p.add_argument("--checkpoint", help="local .pth file with the weights for --model (offline use)")
-    p.add_argument("--threshold", type=float, default=None, help="score threshold of the merge (default: the model's)")
+    add_model_arguments(p)
     p.add_argument("--out", default="worksheet", help="output folder (default: worksheet)")
-    p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
     return p
 
 
-def main(argv, load_model) -> int:
-    """The `quiz` subcommand. load_model(args) -> model: the command line's own model choice (registry name,
-    checkpoint path or 'auto', with --checkpoint and --device), so both commands choose models alike."""
+def main(argv) -> int:
+    """The `quiz` subcommand; the model is chosen as by the main command (`cli_models`)."""
     args = _parser().parse_args(argv)
     try:                                        # a folder that cannot be written fails before the model runs
         Path(args.out).mkdir(parents=True, exist_ok=True)
