@@ -16,6 +16,7 @@ from detr_viz.explain import dims, display_image, home
 from detr_viz.viz import panoptic_overlay
 from detr_viz.weights import MODELS, WeightsUnavailable
 from ui import page, state
+from ui.server_panel import server_panel
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 LOCAL = "local:"                      # the model picker's entry for a checkpoint file on this machine
@@ -186,3 +187,4 @@ ctx = page.context()
 page.sidebar(ctx)
 page.notes(ctx)
 page.guard(render, ctx)
+server_panel()
