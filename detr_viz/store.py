@@ -140,10 +140,12 @@ class TraceStore:
         return kept
 
     def touch(self, key) -> None:
-        """Measure `key`'s value again (it grew or shrank) and keep to the budget."""
+        """`key`'s value was just used and may have grown: mark it the newest, measure it again, and
+        keep to the budget (the oldest go)."""
         with self._lock:
             if key not in self.items:
                 return
+            self.items.move_to_end(key)
             value = self.items[key]
         size = int(self.size_of(value))
         with self._lock:
