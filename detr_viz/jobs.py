@@ -158,6 +158,8 @@ class JobQueue:
     def _leave(self, job) -> None:
         with self._cond:
             job.tickets -= 1
+            if job.tickets <= 0 and job.state in (DONE, FAILED):
+                job.result = job.error = None       # the last waiter has what it needed
             if job.tickets <= 0 and job.state == WAITING:
                 self._line.remove(job)
                 self._by_key.pop(job.key, None)
@@ -181,6 +183,7 @@ class JobQueue:
                 job.state = RUNNING
                 self._running[job.key] = job
             self._run(job)
+            del job                                 # keep no reference while waiting for the next
 
     def _run(self, job: Job) -> None:
         try:
@@ -188,6 +191,7 @@ class JobQueue:
             if job.on_done is not None:
                 job.on_done(job.key, value)
             job.result, state = value, DONE
+            del value                       # only job.result holds it now (cleared below if nobody waits)
         except BaseException as e:         # noqa: BLE001 - handed to every waiter, never lost
             log.error("job %r failed: %s: %s", job.key, type(e).__name__, e)
             job.error, state = e, FAILED
