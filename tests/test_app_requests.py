@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from app_helpers import app, assert_clean, png
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 import detr_viz
@@ -12,8 +13,6 @@ from detr_viz.cache import DerivedCache
 from detr_viz.jobs import JobQueue
 from detr_viz.store import TraceStore, trace_bytes
 from ui import models, session, state, traces
-
-from app_helpers import app, assert_clean, png
 
 DEFAULT_IMAGE = "nagasaki_boats.jpg"
 LONG = "x" * 10_000
@@ -86,7 +85,6 @@ def test_an_upload_over_the_limit_gets_a_note_and_keeps_the_previous_image(monke
 
 def test_the_upload_limit_is_the_config_files():
     import tomllib
-
     from conftest import REPO
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     at = app().run()                                   # AppTest reads the repository's config too
