@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--keep", type=int, default=3)
     ap.add_argument("--model", default="r50-random")
+    ap.add_argument("--trim", action="store_true", help="malloc_trim(0) after each eviction (as the app's store)")
     args = ap.parse_args()
     torch_threads = 2
     import torch
@@ -82,9 +83,16 @@ def main():
         t = box.pop("t")
         refs.append(weakref.ref(t))
         store[i] = t
+        evicted = False
         while len(store) > args.keep:
             store.popitem(last=False)
+            evicted = True
         del t
+        if evicted and args.trim:
+            gc.collect()
+            t1 = time.perf_counter()
+            libc.malloc_trim(0)
+            print(f"  malloc_trim {time.perf_counter() - t1:.2f} s")
         counted = sum(v.nbytes for v in store.values()) / 1e6
         extra = sum(uncounted(v) for v in store.values()) / 1e6
         py = tracemalloc.get_traced_memory()[0] / 1e6
