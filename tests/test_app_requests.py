@@ -209,3 +209,17 @@ def test_a_session_that_goes_while_its_trace_runs_leaves_the_trace_in_the_store_
     store.clear()
     gc.collect()
     assert ref() is None                                          # nothing else kept it
+
+
+def test_a_session_whose_trace_was_set_aside_gets_it_again_with_a_note():
+    at = app().run()
+    assert_clean(at)
+    ss = at.session_state
+    key = (ss[state.K_MODEL], ss[state.K_IMAGE_HASH])
+    assert key in traces.trace_store() and "trace aside" not in infos(at)
+    traces.trace_store().pop(key)                                  # the store made room for other photos
+    at.run()
+    assert_clean(at)
+    assert "trace aside" in infos(at) and key in traces.trace_store()
+    at.run()
+    assert "trace aside" not in infos(at)                            # once

@@ -60,7 +60,7 @@ from .session import (
     url_params,
     use_model,
 )
-from .traces import get_trace, remember, trace_queue, trace_store
+from .traces import get_trace, remember, set_aside_note, trace_queue, trace_store
 
 __all__ = [
     "APP_MODEL_ENV", "R50_RANDOM", "RANDOM_MODELS", "TINY_RANDOM", "cli_checkpoint", "default_model_key",
@@ -125,10 +125,11 @@ def ensure_context() -> Context:
     key, model = _session_model(ss)
     trace_key = (key, ss[K_IMAGE_HASH])
     notes = list(ss.get(K_NOTES, []))
-    again = remember(ss, trace_key)
+    again = set_aside_note(ss, trace_key)
     if again:
         notes.append(again)
     trace = get_trace(key, model, ss[K_IMAGE_BYTES], ss[K_IMAGE_NAME], ss[K_IMAGE_HASH])
+    remember(ss, trace_key)
     trace_store().touch(trace_key)          # count what earlier runs derived from it against the budget
     sync_url()
     if model.config.categories == "toyworld" and not str(ss.get(K_IMAGE_SOURCE, "")).startswith("toy:"):

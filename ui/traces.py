@@ -102,18 +102,21 @@ def get_trace(model_key: str, model, image_bytes: bytes, image_name: str, digest
         ticket.leave()                      # a session that went away leaves the line
 
 
-def remember(ss, key) -> str | None:
-    """Record that this session has had trace `key`; returns a note if it had it before but the
-    store no longer does (it will be computed again)."""
-    traced = ss.setdefault(K_TRACED, [])
-    note = None
-    if key in traced and key not in trace_store():
-        note = ("The server had set this photo's trace aside to make room for other photos (its memory "
+def set_aside_note(ss, key) -> str | None:
+    """A note if this session has had trace `key` before but the store no longer holds it (it is
+    computed again now)."""
+    if key in ss.get(K_TRACED, []) and key not in trace_store():
+        return ("The server had set this photo's trace aside to make room for other photos (its memory "
                 "budget is shared by everyone); it is computed again now.")
+    return None
+
+
+def remember(ss, key) -> None:
+    """Record that this session has had trace `key` (the last TRACED_REMEMBERED keys)."""
+    traced = ss.setdefault(K_TRACED, [])
     if key not in traced:
         traced.append(key)
         del traced[:-TRACED_REMEMBERED]
-    return note
 
 
 def server_stats() -> dict:
