@@ -85,11 +85,11 @@ def test_an_upload_over_the_limit_gets_a_note_and_keeps_the_previous_image(monke
 
 def test_the_upload_limit_is_the_config_files():
     import tomllib
+
     from conftest import REPO
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
-    at = app().run()                                   # AppTest reads the repository's config too
     assert config["server"]["maxUploadSize"] == 50
-    assert at.session_state[state.K_IMAGE_NAME] == DEFAULT_IMAGE
+    assert session.max_upload_bytes() == 50 * 2**20              # the app checks the same limit
 
 
 def test_the_home_page_shows_the_server_panel():
