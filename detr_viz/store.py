@@ -127,7 +127,8 @@ class TraceStore:
 
     def put(self, key, value) -> bool:
         """Store `value` as the newest; evict the oldest until the budget holds. False if the value
-        alone is over the budget (then it is not kept)."""
+        alone is over the budget (then it is not kept). Asks for a trim in any case: the value was
+        just computed, and the computation's temporaries are freed memory glibc would keep."""
         size = int(self.size_of(value))
         with self._lock:
             self.items.pop(key, None)
@@ -136,7 +137,7 @@ class TraceStore:
             if kept:
                 self.items[key], self._sizes[key] = value, size
             evicted = self._evict_locked()
-        self._after_evict(evicted)
+        self._after_evict(max(evicted, 1))     # a new trace: its forward pass has just freed its temporaries
         return kept
 
     def touch(self, key) -> None:
