@@ -167,6 +167,20 @@ class TraceStore:
             evicted = self._evict_locked()
         self._after_evict(evicted)
 
+    def make_room(self, nbytes: int) -> None:
+        """Evict the oldest values until `nbytes` more would fit the budget: called before computing
+        a value of about that size, so that the new value and those held never exceed the budget
+        together, not even while it is being computed."""
+        with self._lock:
+            total = sum(self._sizes.values())
+            evicted = 0
+            while self.items and total + nbytes > self.max_bytes:
+                old, _ = self.items.popitem(last=False)
+                total -= self._sizes.pop(old, 0)
+                evicted += 1
+            self.evictions += evicted
+        self._after_evict(evicted)
+
     def pop(self, key):
         with self._lock:
             self._sizes.pop(key, None)

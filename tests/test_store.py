@@ -116,3 +116,15 @@ def test_upload_store_is_bounded_in_number_and_bytes():
 
 def test_malloc_trim_is_available_here():
     assert trim_memory() is True                                        # Linux with glibc (CI and the class server)
+
+
+def test_make_room_evicts_before_a_value_is_computed():
+    store = TraceStore(100, len, trim=False)
+    for key in "abc":
+        store.put(key, "x" * 30)
+    store.make_room(30)                                      # 90 + 30 > 100: the oldest goes first
+    assert list(store.items) == ["b", "c"] and store.nbytes == 60
+    store.make_room(0)
+    assert list(store.items) == ["b", "c"]
+    store.make_room(1000)                                    # bigger than the budget: everything goes
+    assert len(store) == 0

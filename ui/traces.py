@@ -17,6 +17,7 @@ from .session import K_TRACED
 MEMORY_ENV = "DETR_VIZ_TRACE_MEMORY_MB"
 DEFAULT_MEMORY_MB = 2000                # a full-size R50 trace holds about 470 MB
 POLL_S = 0.4                            # how often a waiting session updates its place in line
+LAST_SIZE: dict = {}                    # model key -> bytes of its last trace (the room made for the next)
 TRACED_REMEMBERED = 32                  # trace keys a session remembers (to say when one was set aside)
 
 
@@ -88,7 +89,12 @@ def get_trace(model_key: str, model, image_bytes: bytes, image_name: str, digest
 
     def compute(progress):
         found = store.get(key)              # finished by a job that ended after our look above
-        return found if found is not None else detr_viz.trace(model, image_bytes, progress=progress)
+        if found is not None:
+            return found
+        store.make_room(LAST_SIZE.get(model_key, 0))     # the new trace counts while it is computed
+        t = detr_viz.trace(model, image_bytes, progress=progress)
+        LAST_SIZE[model_key] = trace_bytes(t)
+        return t
     ticket = trace_queue().submit(key, compute, on_done=store.put)
     try:
         make = status_factory or (lambda: st.status(f"Running DETR on {image_name} ...", expanded=True))
