@@ -15,6 +15,7 @@ from detr_viz import MODELS, WeightsUnavailable, samples
 from detr_viz.explain import home
 from detr_viz.explain.common import dims
 from ui import page, state
+from ui.server_panel import server_panel
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 LOCAL = "local:"                      # the model picker's entry for a checkpoint file on this machine
@@ -183,3 +184,4 @@ ctx = page.context()
 page.sidebar(ctx)
 page.notes(ctx)
 page.guard(render, ctx)
+server_panel()

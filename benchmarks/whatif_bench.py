@@ -33,7 +33,7 @@ def build(size):
     from PIL import Image
 
     from detr_viz.config import R50_PANOPTIC
-    from detr_viz.testing import tiny_model
+    from detr_viz.random_models import tiny_model
     model = tiny_model(R50_PANOPTIC, seed=0)
 
     def confident(module, args, out):                        # (L, B, N, C+1)

@@ -179,56 +179,8 @@ def test_page8_downloads_and_every_stage_in_the_table():
     assert list(frame_with(at, "dtype")["stage"]) == [f"decoder.layer{i}.cross_attn" for i in range(TINY.dec_layers)]
 
 
-def test_trace_store_keeps_to_its_count_and_memory_budget():
-    from ui import state
-    store = state.TraceStore(3, max_bytes=100, size_of=len)
-    for key, size in [("a", 30), ("b", 30), ("c", 30)]:
-        store.put(key, "x" * size)
-    assert list(store.items) == ["a", "b", "c"] and store.nbytes() == 90
-    store.get("a")                                           # used: now the newest
-    store.put("d", "x" * 50)                                 # 140 > 100: the oldest ("b", then "c") go
-    assert list(store.items) == ["a", "d"] and store.nbytes() == 80
-    store.put("huge", "x" * 500)                             # over budget alone: still kept (the newest)
-    assert list(store.items) == ["huge"]
-    counted = state.TraceStore(2)                            # no budget: count only
-    for key in "abc":
-        counted.put(key, key)
-    assert list(counted.items) == ["b", "c"]
-
-
 def test_trace_nbytes_counts_its_tensors():
     import detr_viz
     t = detr_viz.trace(tiny_model(), Image.new("RGB", (64, 64)), size=64)
     assert t.nbytes == sum(v.numel() * v.element_size() for v in t.tensors.values())
     assert t.nbytes > t["backbone.res2"].numel() * 4
-
-
-def test_get_trace_traces_an_image_once_when_two_reruns_ask_at_once(monkeypatch):
-    import threading
-    from types import SimpleNamespace
-
-    import detr_viz
-    from ui import state
-    calls, started = [], threading.Event()
-
-    def slow_trace(model, data, progress=None):
-        calls.append(data)
-        started.set()
-        threading.Event().wait(0.5)
-        return SimpleNamespace(total_time=0.5, device_name="cpu", nbytes=0)
-    monkeypatch.setattr(detr_viz, "trace", slow_trace)
-    data = b"not really an image, never decoded here"
-    out = []
-
-    def ask():
-        out.append(state.get_trace("fake-model", None, data, "fake.jpg", state.image_hash(data)))
-    first = threading.Thread(target=ask)
-    first.start()
-    started.wait(5)
-    second = threading.Thread(target=ask)
-    second.start()
-    first.join(10)
-    second.join(10)
-    assert len(calls) == 1 and len(out) == 2 and out[0] is out[1]
-    assert state.trace_store().busy == {}
-    state.trace_store().items.pop(("fake-model", state.image_hash(data)))     # leave the shared store as it was
