@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 KEPT = 10
 
 
@@ -32,6 +31,7 @@ def _rss_mb() -> float:
 
 def _build(device: str):
     import torch
+
     from detr_viz import create_model
     torch.manual_seed(0)
     model = create_model("detr-r50-panoptic", weights=None, device=device)
@@ -65,6 +65,7 @@ def _run_once(model, image, variant: str):
 
 def run_timing(size, device: str, repeats: int) -> dict:
     import torch
+
     from detr_viz.device import synchronize
     torch.set_grad_enabled(False)
     model, image = _build(device), _image(size)
@@ -82,6 +83,7 @@ def run_timing(size, device: str, repeats: int) -> dict:
 def run_variant(variant: str, size, device: str, repeats: int) -> dict:
     import numpy as np
     import torch
+
     from detr_viz.device import synchronize
     torch.set_grad_enabled(False)
     model = _build(device)

@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 LABELS = [1, 3, 18, 44, 62, 184, 187, 184, 149, 199]      # COCO ids; 184 (tree-merged) twice
 MASK_GOAL, MERGE_GOAL = 0.5, 0.3
 

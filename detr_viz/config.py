@@ -81,11 +81,11 @@ class DETRConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DETRConfig":
+    def from_dict(cls, d: dict) -> DETRConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def replace(self, **kw) -> "DETRConfig":
+    def replace(self, **kw) -> DETRConfig:
         return replace(self, **kw)
 
 

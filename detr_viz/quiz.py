@@ -20,8 +20,8 @@ import numpy as np
 from .cache import cached
 from .curriculum import focus_query, other_stride
 from .explain import dims
-from .explain.step4_box_attention import head_shares
 from .explain.step1_backbone import level_stride
+from .explain.step4_box_attention import head_shares
 from .explain.step5_concat_res5 import other_query
 from .explain.step7_merge import nearest_index
 from .stages import STEPS

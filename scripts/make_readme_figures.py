@@ -12,7 +12,6 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import detr_viz  # noqa: E402
 from detr_viz.explain import step4_box_attention as attention  # noqa: E402

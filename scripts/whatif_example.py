@@ -9,11 +9,9 @@ merge without the star; the photo with the star greyed out. Prints the numbers t
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def main(argv=None):

@@ -85,7 +85,6 @@ def test_an_upload_over_the_limit_gets_a_note_and_keeps_the_previous_image(monke
 
 def test_the_upload_limit_is_the_config_files():
     import tomllib
-
     from conftest import REPO
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] == 50

@@ -1,11 +1,10 @@
 """Device choice: argument > DETR_VIZ_DEVICE > CUDA > MPS > CPU, with clear errors."""
 import pytest
 import torch
+from conftest import TINY
 
 from detr_viz import create_model
 from detr_viz.device import device_name, select_device
-
-from conftest import TINY
 
 
 def test_argument_and_environment_override(monkeypatch):

@@ -12,6 +12,7 @@ import detr_viz
 from detr_viz.boxes import cxcywh_to_xyxy, generalized_box_iou
 from detr_viz.categories import get_categories
 from detr_viz.config import DETRConfig
+from detr_viz.registry import MODELS
 from detr_viz.segmentation import DETRPanoptic
 from detr_viz.toyworld import (
     DEFAULT_SIZE,
@@ -27,7 +28,6 @@ from detr_viz.toyworld.config import TrainConfig, toyworld_model_config
 from detr_viz.toyworld.criterion import detection_losses
 from detr_viz.toyworld.data import SceneDataset, image_tensor
 from detr_viz.toyworld.matcher import hungarian_match
-from detr_viz.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "assets" / "models" / "toyworld.pt"
