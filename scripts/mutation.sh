@@ -46,7 +46,7 @@ if [ "${1:-}" = "--verify" ]; then
   tests=()
   for t in $(tests_of "$name"); do [ -f "${t%%::*}" ] && tests+=("$t"); done
   cp tests/*.py "$work/mutants/tests/"
-  (cd "$work" && mutmut results) | awk -F': ' '$2 == "survived" || $2 == "timeout" || $2 == "suspicious" {gsub(/ /, "", $1); print $1}' > "$work/survivors.txt"
+  (cd "$work" && mutmut results) | awk -F': ' '$2 == "survived" || $2 == "timeout" || $2 == "suspicious" || $2 == "no tests" {gsub(/ /, "", $1); print $1}' > "$work/survivors.txt"
   cd "$work/mutants"
   exec python - "$@" "--" "${tests[@]}" <<'EOF_PY'
 import fnmatch, os, signal, sys

@@ -77,3 +77,39 @@ def test_wrong_shape_message():
 def test_float_image_non_finite_values_count_as_zero():
     im = Image.fromarray(np.array([[np.nan, np.inf, -np.inf, 0.5]], np.float32))   # mode F
     assert gray(im) == [[0, 0, 0, 128]]
+
+
+# ---- integer and float images: which range rule applies ---------------------------------------------------
+@pytest.mark.parametrize("mode, values, expected", [
+    ("I;16", [0, 25_700], [0, 100]),          # 16-bit: /257 even when the values do not span 0..65535
+    ("I", [0, 256], [0, 1]),                  # 256 is past 8 bits: the 16-bit rule, not "kept as is"
+    ("I", [0, 1_000], [0, 4]),                # 16-bit rule from 0, not a min..max stretch
+    ("I", [257, 65_535], [1, 255]),           # 65535 is still 16-bit
+    ("I", [1_000, 65_536], [0, 255]),         # past 16 bits: stretched min..max
+    ("F", [0.0, 1.5], [0, 2]),                # floats past 1 but within 255: kept as is
+])
+def test_range_rules_of_int_and_float_images(mode, values, expected):
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+    im = Image.frombytes(mode, (len(values), 1), np.array([values], dtype).tobytes())
+    assert gray(im) == [expected]
+
+
+def test_empty_int_image_converts_without_error():
+    out = I.to_rgb(Image.new("I;16", (0, 0)))
+    assert out.mode == "RGB" and out.size == (0, 0)
+
+
+# ---- the long-side cap, on tall and one-pixel images ------------------------------------------------------
+@pytest.mark.parametrize("size, capped", [((100, 5_000), (82, I.MAX_SIDE)),        # tall: the height is capped
+                                          ((5_000, 1), (I.MAX_SIDE, 1)),          # a strip keeps its 1 px
+                                          ((1, 5_000), (1, I.MAX_SIDE))])
+def test_long_side_cap_of_tall_and_thin_images(size, capped):
+    assert load_image(Image.new("L", size, 77)).size == capped
+
+
+def test_long_side_cap_uses_lanczos():
+    src = Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 5_000, 3), np.uint8))
+    expected = src.resize((I.MAX_SIDE, 82), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    assert np.array_equal(np.asarray(load_image(src)), np.asarray(expected))
+    bicubic = src.resize((I.MAX_SIDE, 82), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    assert not np.array_equal(np.asarray(expected), np.asarray(bicubic))     # the test can tell them apart
