@@ -43,23 +43,31 @@ if [ "${1:-}" = "--verify" ]; then
   name=${2:?usage: scripts/mutation.sh --verify <module> [mutant glob ...]}; shift 2
   work=mutants/$name
   [ -d "$work/mutants" ] || { echo "run scripts/mutation.sh $name first" >&2; exit 2; }
-  tests=()
-  for t in $(tests_of "$name"); do [ -f "${t%%::*}" ] && tests+=("$t"); done
+  all=" $(tests_of "$name" | tr '\n' ' ') "
+  tests=()                                             # the targeted tests first: a kill stops early
+  for t in "tests/test_mutants_$name.py" tests/test_guards.py $all; do
+    [ -f "${t%%::*}" ] && [[ " ${tests[*]} " != *" $t "* ]] && [[ $all == *" $t "* ]] && tests+=("$t")
+  done
+  if [ -n "${MUTATION_VERIFY_TESTS:-}" ]; then read -ra tests <<< "$MUTATION_VERIFY_TESTS"; fi   # e.g. only the new tests
   cp tests/*.py "$work/mutants/tests/"
   (cd "$work" && mutmut results) | awk -F': ' '$2 == "survived" || $2 == "timeout" || $2 == "suspicious" || $2 == "no tests" {gsub(/ /, "", $1); print $1}' > "$work/survivors.txt"
+  (cd "$work" && mutmut results) | sed 's/^ *//' > "$work/results.txt"
   cd "$work/mutants"
   exec python - "$@" "--" "${tests[@]}" <<'EOF_PY'
 import fnmatch, os, signal, sys
 sep = sys.argv.index("--")
 globs, tests = sys.argv[1:sep], sys.argv[sep + 1:]
 names = [n for n in open("../survivors.txt").read().split()]
+only = os.environ.get("MUTATION_VERIFY_STATUS")     # e.g. "survived": leave timeouts and no-test mutants out
+if only:
+    names = [n for n, s in (line.split(": ") for line in open("../results.txt").read().splitlines()) if s == only]
 if globs:   # named mutants: from every mutant of the module, not only the survivors
     import re
     src = open(f"detr_viz/{os.path.basename(os.path.dirname(os.getcwd()))}.py").read()
     every = sorted(set(re.findall(r"'(x\w+__mutmut_\d+)'", src)))
     mod = "detr_viz." + os.path.basename(os.path.dirname(os.getcwd()))
     names = [f"{mod}.{n}" for n in every if any(fnmatch.fnmatch(f"{mod}.{n}", g) for g in globs)]
-import pytest, torch, numpy, PIL.Image  # noqa: E401,F401 - imported once, before the forks
+import pytest, torch, torchvision, numpy, PIL.Image  # noqa: E401,F401 - imported once, before the forks
 killed = []
 for name in names:
     pid = os.fork()

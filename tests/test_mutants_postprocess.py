@@ -51,3 +51,45 @@ def test_official_png_encodes_segment_ids():
     ids = rgb2id(np.asarray(png))                            # (8, 8)
     np.testing.assert_array_equal(ids, r.id_map)
     assert ids[:, :4].tolist() == [[0] * 4] * 8 and ids[:, 4:].tolist() == [[1] * 4] * 8
+
+
+# ---- the colour picture ----------------------------------------------------------------------------------
+def test_colorize_paints_segment_colors_and_blends_only_when_asked():
+    r = three_queries()
+    left, right = (np.array(s["color"], np.float32) for s in r.segments)
+    plain = r.colorize()                                     # (8, 8, 3) uint8
+    assert plain.dtype == np.uint8 and plain.shape == (8, 8, 3)
+    assert (plain[:, :4] == left).all() and (plain[:, 4:] == right).all() and left.any()
+    image = np.full((8, 8, 3), 200, np.uint8)
+    np.testing.assert_array_equal(r.colorize(image), plain)                 # alpha defaults to 0: no blend
+    np.testing.assert_array_equal(r.colorize(None, 0.5), plain)             # nothing to blend with
+    np.testing.assert_array_equal(r.colorize(image, 0.0), plain)
+    blended = r.colorize(image, 0.25)                        # 0.75 colour + 0.25 image, truncated
+    np.testing.assert_array_equal(blended[0, 0], (0.75 * left + 0.25 * 200).astype(np.uint8))
+    np.testing.assert_array_equal(blended[0, 7], (0.75 * right + 0.25 * 200).astype(np.uint8))
+
+
+def test_colorize_of_an_empty_result_is_black():
+    r = postprocess_panoptic(outputs([NO_OBJECT, NO_OBJECT], halves()), (6, 5))
+    out = r.colorize()
+    assert out.shape == (6, 5, 3) and out.dtype == np.uint8 and not out.any()
+
+
+# ---- the batch form ------------------------------------------------------------------------------------------
+def test_batch_passes_the_category_table_and_names_the_size_mismatch():
+    from detr_viz.categories import Category, CategoryTable
+    from detr_viz.postprocess import postprocess_panoptic_batch
+    table = CategoryTable("pets", [Category(0, "cat", True, (10, 20, 30)), Category(1, "grass", False, (0, 90, 0))], 2)
+    logits = torch.zeros(2, 2, 3)
+    logits[:, 0, 0] = logits[:, 1, 1] = 10.0                 # query 0: cat, query 1: grass, in both images
+    masks = torch.as_tensor(np.stack([halves(), halves()[::-1].copy()]))    # (2, 2, 4, 4)
+    results = postprocess_panoptic_batch({"pred_logits": logits, "pred_masks": masks}, [(8, 8), (8, 8)],
+                                         categories=table)
+    assert [[(s["name"], s["isthing"]) for s in r.segments] for r in results] == [[("cat", True), ("grass", False)]] * 2
+    assert results[1].id_map[0, 0] == 1                      # image 1 has its own masks (swapped halves)
+    try:
+        postprocess_panoptic_batch({"pred_logits": logits, "pred_masks": masks}, [(8, 8)])
+    except ValueError as e:
+        assert str(e) == "2 images in the outputs, but 1 processed sizes and 1 target sizes"
+    else:
+        raise AssertionError("a size list of the wrong length must be refused")
