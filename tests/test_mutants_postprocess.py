@@ -93,3 +93,16 @@ def test_batch_passes_the_category_table_and_names_the_size_mismatch():
         assert str(e) == "2 images in the outputs, but 1 processed sizes and 1 target sizes"
     else:
         raise AssertionError("a size list of the wrong length must be refused")
+
+
+def test_segments_json_is_readable_and_complete():
+    import json
+    r = postprocess_panoptic(outputs([PERSON, SKY], halves()), (8, 8), (6, 10), threshold=0.7)
+    text = r.segments_json()
+    segments = [dict(s, color=list(s["color"])) for s in r.segments]     # JSON has no tuples
+    assert json.loads(text) == {"segments_info": segments, "threshold": 0.7,
+                                "processed_size": [8, 8], "target_size": [6, 10]}
+    assert text.startswith('{\n  "segments_info": [\n    {\n      "id": 0,')      # indented for reading
+    png = Image.open(io.BytesIO(r.png_bytes()))
+    assert png.format == "PNG" and png.size == (10, 6)
+    np.testing.assert_array_equal(np.asarray(png), r.colorize())
