@@ -106,3 +106,17 @@ def test_segments_json_is_readable_and_complete():
     png = Image.open(io.BytesIO(r.png_bytes()))
     assert png.format == "PNG" and png.size == (10, 6)
     np.testing.assert_array_equal(np.asarray(png), r.colorize())
+
+
+def test_instance_colors_are_stable_shades_of_the_category_color():
+    from detr_viz.postprocess import instance_color
+    base = (220, 20, 60)
+    assert instance_color(base, 0) == base
+    shades = [instance_color(base, k) for k in (1, 2, 3)]
+    assert shades == [instance_color(base, k) for k in (1, 2, 3)]            # deterministic
+    assert shades[:2] == [(170, 49, 27), (185, 0, 11)]                      # pinned: the same from run to run
+    assert len(set(shades) | {base}) == 4                                    # each instance its own shade
+    assert all(abs(c - b) <= 60 for s in shades for c, b in zip(s, base))
+    for edge in [(0, 0, 0), (255, 255, 255)]:                                # stays a colour
+        assert all(0 <= c <= 255 for k in range(1, 9) for c in instance_color(edge, k))
+        assert len({instance_color(edge, k) for k in range(1, 9)}) > 1
