@@ -113,3 +113,8 @@ def test_long_side_cap_uses_lanczos():
     assert np.array_equal(np.asarray(load_image(src)), np.asarray(expected))
     bicubic = src.resize((I.MAX_SIDE, 82), Image.Resampling.BICUBIC, reducing_gap=3.0)
     assert not np.array_equal(np.asarray(expected), np.asarray(bicubic))     # the test can tell them apart
+
+
+def test_float_array_without_0_or_1_is_rounded_half_up():
+    # stays uint8 all the way: as a float image, 51.5 and 153.5 would be rounded half to even
+    assert gray(np.array([[0.2, 0.6]])) == [[51, 153]]
