@@ -1,7 +1,6 @@
 """Pages 1-4 in AppTest with the tiny random model: each runs opened directly and after Home,
 answers its step with live numbers, and its interactions (level and channel, click on the photo,
 threshold, click on the grid of maps) change what is shown."""
-import time
 
 import numpy as np
 import pytest
@@ -44,12 +43,9 @@ def test_page_opened_directly_with_no_prior_state(step):
 def test_pages_after_home_render_fast_and_clean():
     at = app().run()
     for step, path in PAGES.items():
-        t0 = time.perf_counter()
-        at.switch_page(path).run()
-        elapsed = time.perf_counter() - t0
+        at.switch_page(path).run()       # page times: benchmarks/app_bench.py (not timed in tests)
         assert_clean(at)
         assert any(c.value == f"Step {step} of 7" for c in at.caption)
-        assert elapsed < 5, f"{path} took {elapsed:.2f} s after the trace existed"   # ~0.2-0.6 s measured
 
 
 def test_backbone_page_answers_with_live_numbers_and_level_and_channel_change():

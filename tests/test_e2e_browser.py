@@ -14,19 +14,23 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, require_browser
+from browser_support import CHROMIUM_ARGS as ARGS
 from conftest import REPO
 
 from ui import page as ui_page
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "tests" / "artifacts" / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 # The sidebar menu's labels ("1 · Backbone", ..., "All tensors"), as ui.page defines them.
 PAGES = [label for key, (_, label) in ui_page.PAGES.items() if key]
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")]
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _browser_here():
+    """Skip where Chromium or Playwright is missing; fail instead in CI (DETR_VIZ_REQUIRE_BROWSER=1)."""
+    require_browser()
 
 
 def _free_port() -> int:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import warnings
 import zlib
 
@@ -193,10 +192,8 @@ def test_wrong_argument_type():
 def test_decompression_bomb_refused_before_decoding(side):
     data = raw_png(side, side, 1, 0, b"\x00" * 16)          # a few bytes claiming side^2 pixels
     filters = list(warnings.filters)
-    t0 = time.perf_counter()
-    with pytest.raises(ImageError, match="limit is 50 megapixels"):
+    with pytest.raises(ImageError, match="limit is 50 megapixels"):     # before decoding: tests/test_guards.py
         load_image(data)
-    assert time.perf_counter() - t0 < 1.0
     assert warnings.filters == filters
 
 
