@@ -103,6 +103,19 @@ def test_what_if_page_from_a_url_reproduces_the_experiment_and_reset_clears_it()
     assert at.query_params["image"] == "toy:scene3.png"        # the other parameters stay
 
 
+def test_what_if_page_occlusion_from_a_url_and_from_the_button():
+    at = open_page(P9, wi_box="60,0,124,49")                   # the star's box on toy scene 3
+    assert metric(at, "Pixels that changed owner") == "7.7%"
+    assert any("query 0 (star) is no longer kept" in s for s in bold(at))
+    at.button(key="wi_reset_9").click().run()
+    assert not at.metric and "wi_box" not in at.query_params
+    at.slider(key="wi_w_box_x").set_value((60, 124)).run()
+    at.slider(key="wi_w_box_y").set_value((0, 49)).run()
+    assert not at.metric                                        # nothing runs before the button
+    at.button(key="wi_occlude").click().run()
+    assert_clean(at)
+    assert metric(at, "Pixels that changed owner") == "7.7%" and at.query_params["wi_box"] == "60,0,124,49"
+
 def test_an_experiment_set_on_page4_is_on_the_what_if_page_and_in_its_url():
     at = open_page("app.py")
     at.switch_page(P4).run()
