@@ -9,7 +9,7 @@ import streamlit as st
 from detr_viz.explain import step4_box_attention as att
 from detr_viz.explain.common import dims, shape_str
 from detr_viz.explain.step3_decoder import real_class_ranking
-from ui import page, state
+from ui import page, state, whatif_view
 
 STEP = 4
 CLICK_KEY = "att_grid_click"
@@ -136,4 +136,4 @@ def verified_sums(ctx: state.Context, queries: list[int]) -> None:
                "channels.")
 
 
-page.run(STEP, [answer, maps])
+page.run(STEP, [answer, maps, whatif_view.lab_heads])

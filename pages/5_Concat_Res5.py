@@ -9,7 +9,7 @@ import streamlit as st
 
 from detr_viz.explain import step5_concat_res5 as concat
 from detr_viz.explain.common import dims, shape_str
-from ui import page, state
+from ui import page, state, whatif_view
 
 STEP = 5
 CHANNEL_CHOICES = {"most varied (largest spatial variance)": "variance", "first ones": "first",
@@ -108,4 +108,4 @@ def live_checks(stack: concat.ConcatStack) -> None:
         st.warning("A check failed on this trace: the model does not behave like the official code here.")
 
 
-page.run(STEP, [answer, one_query_stack], shapes=False)
+page.run(STEP, [answer, one_query_stack, whatif_view.lab_features], shapes=False)

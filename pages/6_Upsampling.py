@@ -9,7 +9,7 @@ import streamlit as st
 
 from detr_viz.explain import step6_upsampling as up
 from detr_viz.explain.common import dims, shape_str
-from ui import page, state
+from ui import page, state, whatif_view
 
 STEP = 6
 VIEWS = {"first principal component": "pc1", "channel mean": "mean", "one channel": "channel"}
@@ -117,4 +117,4 @@ def mask_logits(ctx: state.Context, q: int) -> None:
             "or a 0.5 threshold: it compares the logits of all kept queries pixel by pixel.")
 
 
-page.run(STEP, [overview, one_query], shapes=False)
+page.run(STEP, [overview, one_query, whatif_view.lab_skips], shapes=False)

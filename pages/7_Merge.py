@@ -12,7 +12,7 @@ from detr_viz.explain import step7_merge as merge
 from detr_viz.explain import step7_merge_pixel as pixel
 from detr_viz.explain.common import dims, shape_str
 from detr_viz.postprocess import SMALL_AREA
-from ui import page, state
+from ui import page, state, whatif_view
 
 STEP = 7
 WIDTH = page.DISPLAY_WIDTH          # display width of the maps (projector-friendly)
@@ -215,4 +215,5 @@ def pixel_scores(rep: pixel.PixelReport, colors: dict) -> None:
                "argmax, over the queries left after the small-segment loop (empty for dropped ones).")
 
 
-page.run(STEP, [query_filter, pixel_argmax, stuff_merge, small_segments, panoptic_map, one_pixel], shapes=False)
+page.run(STEP, [query_filter, pixel_argmax, stuff_merge, small_segments, panoptic_map, one_pixel,
+                whatif_view.lab_merge], shapes=False)

@@ -135,7 +135,7 @@ def test_walk_every_page_and_click_pixels(browser_page, server):
     menu = page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]')
     labels = [t.strip().splitlines()[-1].strip() for t in menu.all_inner_texts()]     # after the icon's name
     assert [x for x in labels if x in {label for _, label in ui_page.PAGES.values()}] == \
-        [label for _, label in ui_page.PAGES.values()], labels          # Home, 1..7, All tensors, in order
+        [label for _, label in ui_page.PAGES.values()], labels          # Home, 1..7, All tensors, What if, in order
     assert page.locator('[data-testid="stSidebarNavLink"]').count() == 0   # Streamlit's own list ("app") is off
     for i, label in enumerate(PAGES, start=1):
         goto_page(page, label)
@@ -151,7 +151,7 @@ def test_walk_every_page_and_click_pixels(browser_page, server):
             assert main_text(page) != before, f"{label}: the click changed nothing"
         shots.append(shot(page, f"{i}_{ui_page.url_of(ui_page.PAGES[i][0]).strip('/').lower()}"))
     # this run's screenshots: one per page, each a new file (the folder is cleared when the server starts)
-    assert len(set(shots)) == len(ui_page.PAGES) == 9
+    assert len(set(shots)) == len(ui_page.PAGES) == 10
     assert all(p.is_file() and p.stat().st_mtime >= started - 1 for p in shots), shots
 
 

@@ -39,6 +39,7 @@ PAGES = {
     6: ("pages/6_Upsampling.py", "6 · Upsampling"),
     7: ("pages/7_Merge.py", "7 · Merge"),
     8: ("pages/8_All_tensors.py", "All tensors"),
+    9: ("pages/9_What_if.py", "What if"),
 }
 SIDEBAR_WIDTH = 320          # the photo in the sidebar (sent at this size, not the photo's own)
 
@@ -64,7 +65,7 @@ def configure(step: int | None, title: str | None = None) -> None:
 
 
 # Icons of the sidebar menu (Material Symbols), one per entry of PAGES.
-MENU_ICONS = {0: ":material/home:", 8: ":material/table_view:"}
+MENU_ICONS = {0: ":material/home:", 8: ":material/table_view:", 9: ":material/science:"}
 
 
 def menu() -> None:
