@@ -10,10 +10,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from detr_viz.categories import coco_categories
 from detr_viz.postprocess import postprocess_panoptic, rgb2id
 
 C = 251                               # 250 classes + no-object
 PERSON, DOG, SKY, NO_OBJECT = 1, 18, 187, 250
+COCO = coco_categories(250)
 
 
 def outputs(labels, masks, conf=10.0):
@@ -34,7 +36,7 @@ def halves(h=4, w=4):
 
 def three_queries():
     m = np.concatenate([halves()[:1], np.zeros((1, 4, 4), np.float32), halves()[1:]])   # (3, 4, 4)
-    return postprocess_panoptic(outputs([PERSON, NO_OBJECT, SKY], m), (8, 8))
+    return postprocess_panoptic(outputs([PERSON, NO_OBJECT, SKY], m), (8, 8), categories=COCO)
 
 
 def test_segment_of_query_finds_the_kept_query_only():
@@ -70,7 +72,7 @@ def test_colorize_paints_segment_colors_and_blends_only_when_asked():
 
 
 def test_colorize_of_an_empty_result_is_black():
-    r = postprocess_panoptic(outputs([NO_OBJECT, NO_OBJECT], halves()), (6, 5))
+    r = postprocess_panoptic(outputs([NO_OBJECT, NO_OBJECT], halves()), (6, 5), categories=COCO)
     out = r.colorize()
     assert out.shape == (6, 5, 3) and out.dtype == np.uint8 and not out.any()
 
@@ -97,7 +99,7 @@ def test_batch_passes_the_category_table_and_names_the_size_mismatch():
 
 def test_segments_json_is_readable_and_complete():
     import json
-    r = postprocess_panoptic(outputs([PERSON, SKY], halves()), (8, 8), (6, 10), threshold=0.7)
+    r = postprocess_panoptic(outputs([PERSON, SKY], halves()), (8, 8), (6, 10), threshold=0.7, categories=COCO)
     text = r.segments_json()
     segments = [dict(s, color=list(s["color"])) for s in r.segments]     # JSON has no tuples
     assert json.loads(text) == {"segments_info": segments, "threshold": 0.7,
