@@ -105,10 +105,10 @@ STAGES = (
     Stage("mask_head.concat", 5, "input_proj(Res5) repeated per query, stacked with its M maps",
           "K x (d+M) x h x w", per_query=True),
     # step 6: mask head
-    Stage("mask_head.lay1", 6, "3x3 conv at 1/32", "K x (d+M) x h x w", True),
+    Stage("mask_head.lay1", 6, "3x3 conv on the Res5 grid (h x w)", "K x (d+M) x h x w", True),
     Stage("mask_head.gn1", 6, "GroupNorm", "K x (d+M) x h x w", True),
     Stage("mask_head.relu1", 6, "ReLU", "K x (d+M) x h x w", True),
-    Stage("mask_head.lay2", 6, "3x3 conv at 1/32", "K x d/2 x h x w", True),
+    Stage("mask_head.lay2", 6, "3x3 conv on the Res5 grid (h x w)", "K x d/2 x h x w", True),
     Stage("mask_head.gn2", 6, "GroupNorm", "K x d/2 x h x w", True),
     Stage("mask_head.relu2", 6, "ReLU", "K x d/2 x h x w", True),
     Stage("mask_head.adapter1", 6, "1x1 conv adapting Res4 (same for every query)", "B x d/2 x 2h x 2w"),
