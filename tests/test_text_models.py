@@ -4,6 +4,7 @@ an R50-sized (stride 32) and a DC5-sized (stride 16) random model and the shippe
 "H/32" claim for a stride-16 model, no "H/16" grid for a stride-32 one (quotes of the curriculum aside).
 
 The two random models are test-only app models: `ui.state.load_model` is patched for their keys."""
+import math
 import re
 from functools import cache
 
@@ -73,7 +74,7 @@ def test_every_page_states_the_models_own_strides_and_grid(key, monkeypatch, tes
     t = pages.pop("trace")
     H, W = t["input"].shape[-2:]
     h, w = t["memory"].shape[-2:]
-    s = 2 ** round(__import__("math").log2(H / h))                 # read from the shapes, not the config
+    s = 2 ** round(math.log2(H / h))                 # read from the shapes, not the config
     assert s == (16 if key != "test-r50" else 32)
     other = 32 if s == 16 else 16
     everything = "\n".join(pages.values())
