@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"registry name ({', '.join(MODELS)}), a checkpoint path, or 'auto' "
                         f"(default: {DEFAULT_MODEL} if its weights can be had, else {OFFLINE_MODEL})")
     p.add_argument("--checkpoint", help="local .pth file with the weights for --model (offline use)")
+    p.add_argument("--categories", help="class names (a COCO-panoptic categories JSON or a config.json with "
+                                        "id2label), as for the main command")
     p.add_argument("--threshold", type=float, default=None, help="score threshold of the merge (default: the model's)")
     p.add_argument("--out", default="worksheet", help="output folder (default: worksheet)")
     p.add_argument("--device", default=None, help="cpu, cuda or mps (default: best available)")
