@@ -45,6 +45,19 @@ def the_curriculum(ctx: state.Context) -> None:
         item(a)
 
 
+def plain_verdict(verdict: str, word: str) -> str:
+    """The verdict without its leading rating word ('Loose: the maps ...' -> 'the maps ...')."""
+    for lead in (f"{word.capitalize()}: ", f"{word.capitalize()}. "):
+        if verdict.startswith(lead):
+            rest = verdict[len(lead):]
+            return rest[:1].upper() + rest[1:]
+    return verdict
+
+
+def value_text(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def item(a: curriculum.Answer) -> None:
     with st.container(border=True):
         st.subheader(f"{'Question' if '.' not in a.key else 'Step'} {a.key}")
@@ -55,9 +68,9 @@ def item(a: curriculum.Answer) -> None:
                   icon=f":material/counter_{a.step}:")
         st.markdown(f"**Answer.** {a.answer}")
         show, icon, word = VERDICT[a.rating]
-        show(f"**The curriculum is {word} here.** {a.verdict}", icon=icon)
+        show(f"**The curriculum is {word} here.** {plain_verdict(a.verdict, word)}", icon=icon)
         if a.checks:
-            st.dataframe(pd.DataFrame([{"live check": c["claim"], "value": str(c["value"]),
+            st.dataframe(pd.DataFrame([{"live check": c["claim"], "value": value_text(c["value"]),
                                         "holds": bool(c["holds"])} for c in a.checks]),
                          hide_index=True, width="stretch",
                          column_config={"holds": st.column_config.CheckboxColumn("holds")})
