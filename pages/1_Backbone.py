@@ -26,7 +26,7 @@ def input_tensor(ctx: state.Context) -> None:
               else f"the shorter side is {short} pixels")
     st.markdown(
         f"The photo is **{D.W0} x {D.H0}** pixels (width x height). DETR resizes it so that {resize} "
-        f"(the size this model was trained for): **{D.W} x {D.H}** (x{info['scale']:.3f}). Then every "
+        f"({bb.resize_note(t.config)}): **{D.W} x {D.H}** (x{info['scale']:.3f}). Then every "
         f"colour channel is normalised with ImageNet's statistics, x = (pixel / 255 - mean) / std, with "
         f"mean = ({', '.join(f'{m:.3f}' for m in MEAN)}) and std = ({', '.join(f'{s:.3f}' for s in STD)}) for "
         f"red, green, blue. The tensor `input` is **{shape_str(t.shape('input'))}**, its values run from "

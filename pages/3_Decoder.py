@@ -24,16 +24,21 @@ def queries_to_embeddings(ctx: state.Context) -> None:
         f"(`query_embed`, {shape_str((D.N, D.d))}). They are not the decoder's input: that starts as zeros, and the "
         f"queries are added to it as positions at every layer. Each of the **{D.dec_layers} decoder "
         f"layer{'s' if D.dec_layers != 1 else ''}** does self-attention among the {D.N} queries (so they can "
-        f"share out the objects), cross-attention into the encoded image ({D.hw} cells, from step 2), and a "
-        f"small MLP. After the decoder's shared LayerNorm, the last layer's output `hs[-1]` is "
+        f"share out the objects), cross-attention into the encoded image ({D.hw} cells, from step 2; keys = memory + "
+        f"positions), and a small MLP; each of the three adds its result to its input (a residual connection) and "
+        f"then applies a LayerNorm. After the decoder's shared LayerNorm, the last layer's output `hs[-1]` is "
         f"**{shape_str((D.N, D.d))}: the box embeddings**, the curriculum's d x N = {shape_str((D.d, D.N))}.  \n"
         f"Two small heads read each box embedding: `class_embed` (a linear layer) gives {D.C + 1} logits, "
-        f"{D.C} classes plus **no object** (the last); `bbox_embed` (an MLP of 3 layers, then a sigmoid) gives "
+        f"{D.C} class indices plus **no object** (the last); `bbox_embed` (an MLP of 3 layers, then a sigmoid) gives "
         f"a box (centre x, centre y, width, height) as fractions of the image. Checked live: the heads on "
         f"`hs[-1]` give the traced predictions to within {max(chk['logits_diff'], chk['boxes_diff']):.1e}. "
         f"Things (countable objects: {', '.join(dec.class_examples(t.categories, True))}) and stuff "
         f"(amorphous regions: {', '.join(dec.class_examples(t.categories, False))}) come out of the "
-        f"same queries; only the class tells them apart.")
+        f"same queries; only the class tells them apart. Stuff gets a box too: DETR was first trained as a "
+        f"detector on every panoptic segment, stuff included, with box losses; the mask head came after.")
+    note = dec.class_index_note(t.categories)
+    if note:
+        st.caption(note)
 
 
 def kept_queries(ctx: state.Context) -> None:

@@ -40,7 +40,9 @@ def answer(ctx: state.Context) -> None:
         f"projection**. Each box embedding becomes a query, each of the {D.hw} cells a key, and the "
         f"attention **weights themselves** are the result: for every query, {D.M} heads x {D.h} x {D.w} cells = "
         f"**{shape_str((D.N, D.M, D.h, D.w))}** maps. The softmax is taken over heads and cells **together**, so "
-        f"the {D.M} maps of one query share one budget of 1 (not 1 per head).")
+        f"the {D.M} maps of one query share one budget of 1 (not 1 per head). Unlike the decoder's cross-attention "
+        f"(step 3: keys = memory + positions), the keys here carry **no position encoding**: they are computed "
+        f"from `memory` alone.")
     for caption, latex in att.formula_latex(t):
         st.markdown(caption)
         st.latex(latex)

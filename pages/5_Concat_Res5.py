@@ -38,7 +38,8 @@ def answer(ctx: state.Context) -> None:
              (f"               bbox_mask.flatten(0, 1) * {scale:g}],",
               f"# (K, {M}, {h}, {w}): each query's {M} attention maps"),
              ("              dim=1)", f"# (K, {d + M}, {h}, {w})")]
-    st.code("# MaskHead.forward (as the official MaskHeadSmallConv); K = queries run through the mask head\n"
+    st.code("# detr_viz's MaskHead.forward, our own equivalent of the official MaskHeadSmallConv (same\n"
+            "# tensors, same result; not the official lines). K = queries run through the mask head\n"
             + "\n".join(code.ljust(56) + comment for code, comment in lines),
             language="python")
     mb = N * (d + M) * h * w * 4 / 1e6

@@ -9,6 +9,7 @@ import streamlit as st
 
 from detr_viz.explain import step6_upsampling as up
 from detr_viz.explain.common import dims, shape_str
+from detr_viz.explain.step1_backbone import level_stride
 from ui import page, state, whatif_view
 
 STEP = 6
@@ -20,6 +21,7 @@ def overview(ctx: state.Context) -> None:
     """The five conv blocks and three skips in words, and the channel plan read from the model."""
     t = ctx.trace
     D = dims(t)
+    r2 = level_stride(t, "backbone.res2")
     st.markdown(
         f"The curriculum says \"various operations are performed to upsample and clean the masks using "
         f"intermediate layers of the CNN backbone\". Here they are. Each query's stack of "
@@ -27,10 +29,17 @@ def overview(ctx: state.Context) -> None:
         f"3x3 conv → GroupNorm(8, C) (C channels in 8 groups, normalised per sample) → ReLU. After `lay2`, `lay3` "
         f"and `lay4` the map is upsampled (nearest neighbour) and a 1x1-conv *adapter* of a backbone feature map "
         f"is **added**: Res4, then Res3, then Res2. A last 3x3 conv, `out_lay`, gives one map of mask logits, "
-        f"{shape_str(t.shape('pred_masks')[-2:])}: 1/4 of the {shape_str((D.H, D.W))} input.")
+        f"{shape_str(t.shape('pred_masks')[-2:])}: 1/{r2} of the {shape_str((D.H, D.W))} input, because the last "
+        f"and finest feature added is Res2, whose stride is {r2} (step 1).")
     st.dataframe(pd.DataFrame(up.channel_plan(t)), hide_index=True, width="stretch")
     st.caption("Channels and shapes are read from the model's modules and this trace. The adapters see only the "
                "backbone, so each `adapter{k}` is one tensor (batch 1), added to every query's map.")
+    st.markdown(
+        "**How these weights were learned.** DETR's panoptic models are trained in two phases. First the "
+        "detector alone (backbone, transformer, class and box heads) learns to find every panoptic segment, stuff "
+        "included, as a box with a class: that is why stuff gets boxes. Then the detector is **frozen**, and only "
+        "the box attention and this mask head are trained, with a **focal loss plus a DICE loss** between each "
+        "matched query's mask logits and its ground-truth mask; queries matched to no segment get no mask loss.")
 
 
 def one_query(ctx: state.Context) -> None:
@@ -44,7 +53,7 @@ def one_query(ctx: state.Context) -> None:
 def sharpening(ctx: state.Context, q: int) -> None:
     """The query's mask taking shape from 1/32 (or 1/16) to 1/4."""
     t = ctx.trace
-    st.subheader(f"The mask of query {q} taking shape, 1/{dims(t).stride} → 1/4")
+    st.subheader(f"The mask of query {q} taking shape, 1/{dims(t).stride} → 1/{level_stride(t, 'backbone.res2')}")
     st.image(up.sharpening_picture_of(t, q), width="stretch")
     st.caption(
         "All tiles are drawn at the same size, so the finer grids show as sharper pictures. Tile 1 is the "

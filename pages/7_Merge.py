@@ -11,12 +11,32 @@ import streamlit as st
 from detr_viz.explain import step7_merge as merge
 from detr_viz.explain import step7_merge_pixel as pixel
 from detr_viz.explain.common import dims, shape_str
+from detr_viz.explain.step1_backbone import level_stride
 from detr_viz.postprocess import SMALL_AREA
 from ui import page, state, whatif_view
 
 STEP = 7
 WIDTH = page.DISPLAY_WIDTH          # display width of the maps (projector-friendly)
 K_PIXEL = "merge_pixel"             # (trace_key, (x, y) photo pixel) of the last click
+
+
+def answer(ctx: state.Context) -> None:
+    """The curriculum's last step answered: a full-size panoptic map, and how it is made (live sizes)."""
+    t, pan = ctx.trace, ctx.panoptic
+    D = dims(t)
+    h4, w4 = t.shape("pred_masks")[-2:]
+    r2 = level_stride(t, "backbone.res2")
+    things = sum(1 for s in pan.segments if s["isthing"])
+    st.header("The answer: one full-size map, one segment per pixel")
+    how = (f"from the **{len(pan.kept)} kept queries**' mask logits ({shape_str((h4, w4))}, 1/{r2} of the "
+           f"{shape_str((D.H, D.W))} input): stretched to the input size, each pixel given to the highest logit, "
+           f"stuff of one class merged, segments of at most {SMALL_AREA} px dropped and the argmax redone, then the "
+           f"map resized (nearest neighbour) to the photo")
+    result = (f"Here: **{len(pan.segments)} segments** ({things} things, {len(pan.segments) - things} stuff) at "
+              f"threshold {pan.threshold:.2f}." if pan.kept.size else
+              f"Here no query passes the threshold {pan.threshold:.2f}, so the map has no segment at all.")
+    st.success(f"The panoptic map is **{shape_str(pan.target_size)}**, the photo's own size, not 1/{r2}: every pixel "
+               f"gets a segment id, and each segment a class (thing or stuff). It is made {how}. {result}")
 
 
 def query_filter(ctx: state.Context) -> bool:
@@ -215,5 +235,5 @@ def pixel_scores(rep: pixel.PixelReport, colors: dict) -> None:
                "argmax, over the queries left after the small-segment loop (empty for dropped ones).")
 
 
-page.run(STEP, [query_filter, pixel_argmax, stuff_merge, small_segments, panoptic_map, one_pixel,
+page.run(STEP, [answer, query_filter, pixel_argmax, stuff_merge, small_segments, panoptic_map, one_pixel,
                 whatif_view.lab_merge], shapes=False)

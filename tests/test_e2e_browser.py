@@ -151,7 +151,7 @@ def test_walk_every_page_and_click_pixels(browser_page, server):
             assert main_text(page) != before, f"{label}: the click changed nothing"
         shots.append(shot(page, f"{i}_{ui_page.url_of(ui_page.PAGES[i][0]).strip('/').lower()}"))
     # this run's screenshots: one per page, each a new file (the folder is cleared when the server starts)
-    assert len(set(shots)) == len(ui_page.PAGES) == 10
+    assert len(set(shots)) == len(ui_page.PAGES) == 11
     assert all(p.is_file() and p.stat().st_mtime >= started - 1 for p in shots), shots
 
 

@@ -24,7 +24,7 @@ from detr_viz.explain.step3_decoder import query_class
 from detr_viz.stages import STEPS, stage, stages_of_step
 from detr_viz.viz import fit_width
 
-from . import state
+from . import quiz_view, state
 
 log = logging.getLogger("detr_viz.app")
 
@@ -40,7 +40,9 @@ PAGES = {
     7: ("pages/7_Merge.py", "7 · Merge"),
     8: ("pages/8_All_tensors.py", "All tensors"),
     9: ("pages/9_What_if.py", "What if"),
+    10: ("pages/10_Questions.py", "Questions"),
 }
+QUESTIONS = 10                # the Questions page: the curriculum answered, and the check-yourself score
 SIDEBAR_WIDTH = 320          # the photo in the sidebar (sent at this size, not the photo's own)
 
 
@@ -65,11 +67,11 @@ def configure(step: int | None, title: str | None = None) -> None:
 
 
 # Icons of the sidebar menu (Material Symbols), one per entry of PAGES.
-MENU_ICONS = {0: ":material/home:", 8: ":material/table_view:", 9: ":material/science:"}
+MENU_ICONS = {0: ":material/home:", 8: ":material/table_view:", 9: ":material/science:", QUESTIONS: ":material/quiz:"}
 
 
 def menu() -> None:
-    """The sidebar menu: Home, the seven numbered steps, All tensors. It replaces Streamlit's own
+    """The sidebar menu: Home, the seven numbered steps, All tensors, Questions. It replaces Streamlit's own
     page list (client.showSidebarNavigation = false), which would call the home page "app" and
     drop the step numbers. Drawn first, so it is there even when the rest of a page fails."""
     with st.sidebar:
@@ -181,7 +183,7 @@ def run(step: int, sections: list, title: str | None = None, shapes: bool = True
     """The skeleton of every page after Home: setup (config, context, sidebar, header), its sections
     in order (named functions of the context, guarded together: an error ends the body with a plain
     message; a section that returns False ends the body there), this step's shapes table (`shapes`),
-    and the prev/next links."""
+    the step's "Check yourself" questions (steps 1-7), and the prev/next links."""
     ctx = setup(step, title)
 
     def body(ctx: state.Context) -> None:
@@ -192,6 +194,8 @@ def run(step: int, sections: list, title: str | None = None, shapes: bool = True
     if shapes and step <= 7:
         st.header("Shapes of this step")
         shapes_table(ctx.trace, stages_of_step(step, ctx.trace.config))
+    if 1 <= step <= 7:
+        guard(lambda c: quiz_view.check_yourself(c, step), ctx)
     nav(step)
 
 

@@ -119,11 +119,11 @@ def _detector_row(svg: _Diagram, D, s: dict) -> None:
     svg.box(5, ROW1, 140, "Image", s["image"], kind="data")
     svg.box(205, ROW1, 185, "CNN backbone", cnn, 1)
     svg.box(445, ROW1, 170, "input_proj", "1x1 conv", 1)
-    svg.box(690, ROW1, 170, "Encoder", _plural(D.enc_layers, "layer"), 2)
+    svg.box(690, ROW1, 170, "Encoder", _plural(D.enc_layers, "layer") + ", + positions", 2)   # added in every layer
     svg.box(940, ROW1, 180, "Decoder", _plural(D.dec_layers, "layer") + ", class + box", 3)
     svg.box(950, 0, 170, "object queries", s["queries"], kind="data", target=3)
     for (x0, x1), name, shape in (((145, 205), "resized input", s["input"]), ((390, 445), "Res5", s["res5"]),
-                                  ((615, 690), "+ sine positions", s["proj"]), ((860, 940), "memory", s["memory"])):
+                                  ((615, 690), "input_proj(Res5)", s["proj"]), ((860, 940), "memory", s["memory"])):
         svg.arrow([(x0, MID1), (x1 - 2, MID1)])
         svg.label((x0 + x1) / 2, ROW1 - 30, (name, "=" + shape))
     svg.arrow([(1035, BH), (1035, ROW1 - 2)])                # the queries enter the decoder from above

@@ -76,6 +76,19 @@ def level_stride(trace, name: str) -> int:
     return trace.config.stride if k == 5 else 2 ** k
 
 
+def resize_note(config) -> str:
+    """What the resize to `config.input_size` / `max_input_size` is: for a COCO model, the official
+    evaluation size (training used random scales); for the toy world, its training scenes' size."""
+    short, cap = config.input_size, config.max_input_size
+    if config.categories == "toyworld":
+        return (f"the toy world's size: its scenes are {short} x {short} pixels, and the shipped model was "
+                f"trained on them at that size")
+    if (short, cap) == (800, 1333):
+        return ("the official evaluation size; in training the shorter side was drawn at random from 480 to "
+                "800 pixels (longer side at most 1333), after a random flip and, half of the time, a random crop")
+    return f"the size this model's config gives ({short} / {cap or 'no cap'})"
+
+
 @cached
 def levels(trace) -> list[dict]:
     """One row per level: shape, stride, and how sparse the (post-ReLU) activations are."""

@@ -116,6 +116,22 @@ def layer_probs(trace, q: int, top: int = 4) -> dict[str, np.ndarray]:
     return out
 
 
+def class_index_note(categories) -> str:
+    """Why the class head is wider than the category list (COCO: 250 indices, 133 categories), or ''."""
+    used = categories.used()
+    C = categories.num_classes
+    if len(used) >= C:
+        return ""
+    things = sum(c.isthing for c in used)
+    where = ("the class index *is* the COCO panoptic category id (ids run from 1 to "
+             f"{max(c.id for c in used)}, with gaps), and the official head is sized for {C}" if categories.name == "coco"
+             else f"the class index is the category id, and the head is sized for {C}")
+    return (f"Why {C} classes? Because {where}. Only **{len(used)} of the {C} indices are real categories** "
+            f"({things} things, {len(used) - things} stuff); the other {C - len(used)} were never a training "
+            f"target, so their probabilities stay near 0. Where a table says \"unused id k\", it means one of "
+            f"those indices.")
+
+
 @cached
 def layer_table(trace, q: int) -> list[dict]:
     """Per layer: argmax class, its probability, p(no object), the box in photo pixels."""

@@ -1,6 +1,6 @@
 """Step 5, the concatenation with "Res5", taken apart for teaching (pages/5_Concat_Res5.py).
 
-What the code does (MaskHead.forward, as the official MaskHeadSmallConv):
+What the code does (our MaskHead.forward, the equivalent of the official MaskHeadSmallConv):
 
     x = cat([src_proj.repeat_interleave(K, 0),            # (K, d, h, w)  input_proj(res5), same for all
              bbox_mask.flatten(0, 1) * attention_scale],  # (K, M, h, w)  this query's M attention maps
