@@ -1,7 +1,6 @@
 """The browser tests skip locally without a browser, but fail where they must run (CI)."""
-import pytest
-
 import browser_support
+import pytest
 
 
 def test_missing_browser_skips_locally_and_fails_where_required(monkeypatch):
