@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 import streamlit as st
@@ -29,12 +30,27 @@ def model_label(key: str) -> str:
         return RANDOM_MODELS[key]
     if key.startswith(LOCAL_PREFIX):
         path, cats = split_local_key(key)
-        return f"your model {path}" + (f" with the categories of {os.path.basename(cats)}" if cats else "")
+        return f"your model {_short(path)}" + (f" with the categories of {os.path.basename(cats)}" if cats else "")
     e = MODELS.get(key)
     if e is None:
         return key
     pq = e.metrics.get("PQ")
     return f"{key} ({e.description}{f', PQ {pq}' if pq else ''})"
+
+
+def _short(path: str) -> str:
+    """A model path as the app names it: its file or folder name, with the folder above unless that is
+    an upload folder (a sha256) or a Hugging Face snapshot."""
+    parent, name = os.path.split(path.rstrip("/"))
+    above = os.path.basename(parent)
+    if re.fullmatch(r"[0-9a-f]{40,64}", above) or not above:
+        return name
+    return f"{above}/{name}"
+
+
+def _without_folders(text: str) -> str:
+    """'categories file /tmp/x/site.json' -> 'categories file site.json'."""
+    return re.sub(r"(?<!\S)/\S*/", "", text)
 
 
 def local_key(path, categories=None) -> str:
@@ -192,7 +208,7 @@ def source_lines(model) -> list[str]:
     if cats is not None:
         cfg = getattr(model, "config", None)
         n = f"{cfg.num_classes} classes, {cfg.num_queries} queries; " if cfg is not None else ""
-        lines.append(f"Categories: {n}{os.path.basename(str(cats.source)) or cats.source}")
+        lines.append(f"Categories: {n}{_without_folders(str(cats.source))}")
         if cats.isthing_guessed:
             lines.append("Thing/stuff is a guess (no categories file): every class is treated as a thing. "
                          "Give a categories file on the Home page.")
