@@ -14,6 +14,8 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from test_formats_hf import FIXTURE, make_hf_fixture
 from test_formats_training import official_args, save_like_main_py
 
+import detr_viz
+from detr_viz import samples
 from detr_viz.random_models import TINY, tiny_model
 from ui import models, own_model, state
 
@@ -28,14 +30,19 @@ PAGES = ["pages/1_Backbone.py", "pages/2_Encoder.py", "pages/3_Decoder.py", "pag
 
 
 def confident(model):
-    """Random weights, but a class head that answers with confidence: each query's argmax among the 5
-    classes (which one depends on the query) at probability ~1, "no object" never."""
+    """Random weights, but a class head that answers with confidence on the Home page's default
+    photo: query q says class q % 5 (things and stuff) at probability ~1, "no object" never. The
+    head is solved from the last decoder layer's output on that photo (12 queries, 128 channels)."""
+    s = samples.default_sample("coco")
+    hs = detr_viz.trace(model, s.read_bytes())["decoder.hs"][-1, 0].double()     # (N, d)
+    mean = hs.mean(0)
+    target = torch.full((CUSTOM.num_queries, CUSTOM.num_classes + 1), -30.0, dtype=torch.float64)
+    target[torch.arange(CUSTOM.num_queries), torch.arange(CUSTOM.num_queries) % CUSTOM.num_classes] = 30.0
+    weight = torch.linalg.pinv(hs - mean) @ target                                 # (d, C + 1)
     head = model.detr.class_embed
     with torch.no_grad():
-        head.weight.mul_(200.0)
-        head.weight[-1].zero_()
-        head.bias.zero_()
-        head.bias[-1] = -50.0
+        head.weight.copy_(weight.T)
+        head.bias.copy_(-(mean @ weight))
     return model
 
 
@@ -113,12 +120,13 @@ def test_uploaded_training_checkpoint_with_categories_walks_every_page(site_file
         assert_clean(at)
         assert at.session_state[state.K_MODEL] == key, page
         if page.endswith("3_Decoder.py"):
-            assert len(frames(at)[0]) == CUSTOM.num_queries            # one row per query: 12, not 100
-            assert cells(at) & names, "page 3's table names the custom classes"
-            assert not any(c.startswith("class ") for c in cells(at))
+            table = frames(at)[0]
+            assert len(table) == CUSTOM.num_queries                   # one row per query: 12, not 100
+            assert set(table["class"]) == names, "page 3's table names the custom classes"
+            assert dict(zip(table["class"], table["kind"]))["gravel"] == "stuff"
         if page.endswith("7_Merge.py"):
             legend = next(f for f in frames(at) if "colour" in f.columns)
-            assert set(map(str, legend.to_numpy().ravel())) & names, "page 7's legend names the classes"
+            assert names <= set(map(str, legend.to_numpy().ravel())), "page 7's legend names the classes"
         if page.endswith("8_All_tensors.py"):
             button = next(b for b in at.get("download_button") if b.proto.label == "Segments (JSON)")
             segments = json.loads(media(button.proto.url))
