@@ -164,10 +164,19 @@ def test_server_path_to_a_hugging_face_folder_loads(tmp_path):
     save_file(sd, folder / "model.safetensors", metadata={"format": "pt"})
     shutil.copy(FIXTURE / "config.json", folder / "config.json")
     at = app().run()
+    # an uploaded model.safetensors with its config.json as the categories file: a Hugging Face folder
+    upload(at, "model.safetensors", (folder / "model.safetensors").read_bytes(), "config.json",
+           (folder / "config.json").read_bytes())
+    assert_clean(at)
+    uploaded, cats = models.split_local_key(at.session_state[state.K_MODEL])
+    assert cats is None                                   # config.json went into the folder
+    assert sorted(p.name for p in own_model.upload_dir().joinpath(uploaded.rsplit("/", 1)[-1]).iterdir()) == \
+        ["config.json", "model.safetensors"]
     at.radio(key=own_model.W_SOURCE).set_value(own_model.PATH).run()
     at.text_input(key=own_model.W_PATH).input(str(tmp_path / "nothing-here")).run()
     at.button(key=own_model.W_USE).click().run()
     assert "There is nothing at" in " ".join(e.value for e in at.error)
+    at.file_uploader(key=own_model.W_CATS).set_value([])
     at.text_input(key=own_model.W_PATH).input(str(folder)).run()
     at.button(key=own_model.W_USE).click().run()
     assert_clean(at)
@@ -202,3 +211,14 @@ def test_local_keys_carry_the_categories_and_only_known_ones_come_back_by_url(tm
     models.local_checkpoints().add(key[len(models.LOCAL_PREFIX):])
     assert models.model_allowed(key)
     assert not models.model_allowed(models.local_key(tmp_path / "run" / "checkpoint.pth", "/etc/passwd"))
+
+
+def test_app_started_on_a_training_run_with_its_categories(monkeypatch, site_files):
+    """`streamlit run app.py -- --checkpoint runs/x/checkpoint.pth --categories FILE`."""
+    ckpt, cats = site_files
+    monkeypatch.delenv(state.APP_MODEL_ENV)
+    monkeypatch.setattr("sys.argv", ["app.py", "--checkpoint", str(ckpt), "--categories", str(cats)])
+    at = app().run()
+    assert_clean(at)
+    assert at.session_state[state.K_MODEL] == models.local_key(ckpt, cats)
+    assert "categories file site_categories.json" in "\n".join(c.value for c in at.sidebar.caption)

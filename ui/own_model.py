@@ -83,7 +83,8 @@ def is_hf_config(data: bytes) -> bool:
 
 
 def _chosen_path(ss, source: str, cats_upload) -> Path:
-    """The model file or folder of the choice (uploads saved first); raises OwnModelError."""
+    """The model file or folder of the choice (uploads saved first); raises OwnModelError. An uploaded
+    .safetensors/.bin with a config.json as the categories file becomes a Hugging Face folder."""
     if source == UPLOAD:
         up = ss.get(W_CKPT)
         if up is None:
@@ -109,7 +110,8 @@ def choose(ss, source: str) -> str:
     cats_upload = ss.get(W_CATS)
     path = _chosen_path(ss, source, cats_upload)
     cats = None
-    if cats_upload is not None:
+    folded = source == UPLOAD and path.is_dir()          # the upload's config.json went into its folder
+    if cats_upload is not None and not folded:
         _check_size(cats_upload.getvalue(), cats_upload.name)
         cats = save_upload(Path(cats_upload.name).stem + ".json", cats_upload.getvalue())
     key = models.local_key(path, cats)
