@@ -222,3 +222,17 @@ def test_app_started_on_a_training_run_with_its_categories(monkeypatch, site_fil
     assert_clean(at)
     assert at.session_state[state.K_MODEL] == models.local_key(ckpt, cats)
     assert "categories file site_categories.json" in "\n".join(c.value for c in at.sidebar.caption)
+
+
+def test_without_categories_the_classes_are_generic_and_thing_stuff_a_guess(site_files):
+    at = app().run()
+    at.radio(key=own_model.W_SOURCE).set_value(own_model.PATH).run()
+    at.text_input(key=own_model.W_PATH).input(str(site_files[0])).run()
+    at.button(key=own_model.W_USE).click().run()
+    assert_clean(at)
+    assert "Thing/stuff is a guess" in "\n".join(c.value for c in at.sidebar.caption)
+    at.switch_page("pages/7_Merge.py").run()
+    assert_clean(at)
+    legend = next(f for f in frames(at) if "colour" in f.columns)
+    assert {"class 0", "class 3"} <= set(map(str, legend.to_numpy().ravel()))
+    assert "thing/stuff is a guess" in texts(at)                      # page 7's legend caption says so
