@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -119,14 +120,13 @@ def choose(ss, source: str) -> str:
         models.load_model(key)
     except (WeightsUnavailable, CategoriesError) as e:
         raise OwnModelError(str(e)) from e
-    except (ValueError, RuntimeError, OSError) as e:
-        session_log(key)
+    except Exception as e:                       # a file of any kind: say so, never a traceback on the page
+        _log_failure(key)
         raise OwnModelError(f"{path.name} cannot be used as a DETR panoptic model ({type(e).__name__}: {e}).") from e
     return key
 
 
-def session_log(key: str) -> None:
-    import logging
+def _log_failure(key: str) -> None:
     logging.getLogger("detr_viz.app").warning("own model %s failed: %s", key, traceback.format_exc())
 
 
