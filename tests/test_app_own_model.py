@@ -186,7 +186,12 @@ def test_server_path_to_a_hugging_face_folder_loads(tmp_path):
     assert "your model" in texts(at)
 
 
-def test_a_model_in_the_local_hugging_face_cache_is_offered(tmp_path):
+def test_models_in_the_local_hugging_face_and_torch_hub_caches_are_offered(tmp_path, monkeypatch):
+    hub_ckpts = tmp_path / "torch" / "hub" / "checkpoints"
+    hub_ckpts.mkdir(parents=True)
+    (hub_ckpts / "site-run-3.pth").write_bytes(b"x")
+    (hub_ckpts / "detr-r50-panoptic-00ce5173.pth").write_bytes(b"x")      # an official model: listed above
+    monkeypatch.setattr(models, "torch_hub_dir", lambda: str(tmp_path / "torch" / "hub"))
     repo = tmp_path / "hub" / "models--someone--detr-tiny-panoptic"
     snap = repo / "snapshots" / ("0123abcd" * 5)
     snap.mkdir(parents=True)
@@ -199,8 +204,10 @@ def test_a_model_in_the_local_hugging_face_cache_is_offered(tmp_path):
     at = app().run()
     at.radio(key=own_model.W_SOURCE).set_value(own_model.FOUND).run()
     options = at.selectbox(key=own_model.W_FOUND).options
-    assert any("someone/detr-tiny-panoptic" in o for o in options)
-    assert not any("bert" in o for o in options)
+    labels = list(options)                                                # as shown (format_func applied)
+    assert any("someone/detr-tiny-panoptic" in o for o in labels), labels
+    assert any("site-run-3.pth" in o for o in labels), labels
+    assert not any("bert" in o or "00ce5173" in o for o in labels)
 
 
 def test_local_keys_carry_the_categories_and_only_known_ones_come_back_by_url(tmp_path):
