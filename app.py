@@ -6,7 +6,6 @@ Run with `streamlit run app.py`; the steps are the pages in pages/ (classic mult
 from __future__ import annotations
 
 import traceback
-from pathlib import Path
 
 import streamlit as st
 
@@ -15,12 +14,12 @@ from detr_viz import MODELS, WeightsUnavailable, samples
 from detr_viz.explain import home
 from detr_viz.explain.common import dims
 from ui import page, state
+from ui.own_model import own_model_section
 from ui.server_panel import server_panel
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
-LOCAL = "local:"                      # the model picker's entry for a checkpoint file on this machine
 K_UPLOAD_SEEN, K_UPLOAD_ERROR, K_SAMPLE_ERROR = "upload_seen", "upload_error", "sample_error"
-W_UPLOAD, W_SAMPLE, W_MODEL, W_LOCAL_PATH = "upload_widget", "sample_widget", "model_widget", "local_path_widget"
+W_UPLOAD, W_SAMPLE, W_MODEL = "upload_widget", "sample_widget", "model_widget"
 
 
 def image_picker() -> None:
@@ -71,8 +70,6 @@ def image_picker() -> None:
 
 
 def model_label(key: str) -> str:
-    if key == LOCAL:
-        return "A checkpoint file on this machine ..."
     if state.weights_on_disk(key):
         status = "ready"
     elif key in MODELS and MODELS[key].url:
@@ -84,52 +81,48 @@ def model_label(key: str) -> str:
 
 
 def model_picker() -> None:
-    """Official R50 / R50-DC5 / R101 (downloaded on first use, with a bar), a local checkpoint,
-    or the offline toyworld model. Runs before the trace, so a new choice is traced at once."""
+    """Official R50 / R50-DC5 / R101 (downloaded on first use, with a bar), the offline toyworld
+    model, or your own (ui.own_model). Runs before the trace, so a new choice is traced at once."""
     ss = st.session_state
     st.subheader("The model")
     current = ss[state.K_MODEL]
     keys = state.official_keys() + ["toyworld"]
     if current not in keys:
-        keys.append(current)                             # a local checkpoint, or the test model
-    keys.append(LOCAL)
+        keys.append(current)                             # your own model, or the test model
     if ss.get("_model_widget_for") != current:          # the model changed elsewhere (e.g. a fallback)
         ss[W_MODEL] = current
         ss["_model_widget_for"] = current
     choice = st.selectbox("Model", keys, format_func=model_label, key=W_MODEL)
-    if choice == LOCAL:
-        path = st.text_input("Path of a DETR panoptic checkpoint (.pth) on the machine running the app",
-                             key=W_LOCAL_PATH, placeholder="~/Downloads/detr-r50-panoptic-00ce5173.pth")
-        if st.button("Use this checkpoint", disabled=not path):
-            p = Path(path).expanduser().resolve()
-            if p.is_file():
-                state.use_model(f"local:{p}")
-            else:
-                st.error(f"There is no file at {p}. Check the path (it is a path on the machine running "
-                         "the app, not on your computer).")
-    elif choice != current:
-        if state.weights_on_disk(choice):
-            state.use_model(choice)
-        elif MODELS[choice].url is None:
-            st.warning(f"The **{choice}** model file is not in this copy of the app yet, so it cannot be used.")
-        else:
-            e = MODELS[choice]
-            st.info(f"**{choice}** needs its official weights, `{e.file_name}`, downloaded once from "
-                    f"dl.fbaipublicfiles.com into `{e.cache_path.parent}`.")
-            if st.button(f"Download and use {choice}", type="primary"):
-                try:
-                    state.download_weights(choice)
-                    state.use_model(choice)
-                except WeightsUnavailable as err:
-                    fallback = state.offline_model_key()
-                    st.warning(f"The official weights of **{choice}** cannot be had here, so the app uses the "
-                               f"offline model **{fallback}** instead. What went wrong:")
-                    st.code(str(err), language=None)
-                    state.use_model(fallback)
-                    ss[state.K_NOTES] = [f"The official weights of **{choice}** could not be had "
-                                         f"({getattr(err, 'reason', err)}); the app uses the offline model "
-                                         f"**{fallback}**."]
+    if choice != current:
+        official_choice(choice)
+    own_model_section(state.use_model)
     st.caption(f"In use: **{state.model_label(ss[state.K_MODEL])}**")
+
+
+def official_choice(choice: str) -> None:
+    """Use a registry model, downloading its weights first (with a bar) if they are not here."""
+    ss = st.session_state
+    if state.weights_on_disk(choice):
+        state.use_model(choice)
+    elif MODELS[choice].url is None:
+        st.warning(f"The **{choice}** model file is not in this copy of the app yet, so it cannot be used.")
+    else:
+        e = MODELS[choice]
+        st.info(f"**{choice}** needs its official weights, `{e.file_name}`, downloaded once from "
+                f"dl.fbaipublicfiles.com into `{e.cache_path.parent}`.")
+        if st.button(f"Download and use {choice}", type="primary"):
+            try:
+                state.download_weights(choice)
+                state.use_model(choice)
+            except WeightsUnavailable as err:
+                fallback = state.offline_model_key()
+                st.warning(f"The official weights of **{choice}** cannot be had here, so the app uses the "
+                           f"offline model **{fallback}** instead. What went wrong:")
+                st.code(str(err), language=None)
+                state.use_model(fallback)
+                ss[state.K_NOTES] = [f"The official weights of **{choice}** could not be had "
+                                     f"({getattr(err, 'reason', err)}); the app uses the offline model "
+                                     f"**{fallback}**."]
 
 
 def render(ctx: state.Context) -> None:

@@ -179,7 +179,9 @@ def panoptic_map(ctx: state.Context) -> None:
                      width="stretch", column_config={"area (%)": st.column_config.NumberColumn(format="%.1f"),
                                                      "score": st.column_config.NumberColumn(format="%.4f")})
     rule = ("COCO panoptic names; thing/stuff by the official rule (class index ≤ 90 = thing)"
-            if cats.name == "coco" else f"names and thing/stuff from the model's *{cats.name}* category table")
+            if cats.name == "coco" else f"names and thing/stuff from the model's *{cats.name}* category table"
+            + (" (thing/stuff is a guess: no categories file, so every class is taken for a thing)"
+               if cats.isthing_guessed else ""))
     st.caption(f"{len(pan.segments)} segments. {rule}. Areas in pixels of the photo. Segment ids start at 0 "
                "(in this output, id 0 is a real segment, not void).")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 import streamlit as st
@@ -21,18 +22,49 @@ TINY_RANDOM = "tiny-random"
 R50_RANDOM = "r50-random"               # benchmarks: official R50 sizes, random weights
 RANDOM_MODELS = {key: m.description for key, m in _RANDOM.items()}     # key -> description (the library's table)
 LOCAL_PREFIX = "local:"
+CATEGORIES_SEP = "::categories="       # local:<model path>::categories=<categories file path>
 
 
 def model_label(key: str) -> str:
     if key in RANDOM_MODELS:
         return RANDOM_MODELS[key]
     if key.startswith(LOCAL_PREFIX):
-        return f"local checkpoint {key[len(LOCAL_PREFIX):]}"
+        path, cats = split_local_key(key)
+        return f"your model {_short(path)}" + (f" with the categories of {os.path.basename(cats)}" if cats else "")
     e = MODELS.get(key)
     if e is None:
         return key
     pq = e.metrics.get("PQ")
     return f"{key} ({e.description}{f', PQ {pq}' if pq else ''})"
+
+
+def _short(path: str) -> str:
+    """A model path as the app names it: its file or folder name, with the folder above unless that is
+    an upload folder (a sha256) or a Hugging Face snapshot."""
+    parent, name = os.path.split(path.rstrip("/"))
+    above = os.path.basename(parent)
+    if re.fullmatch(r"[0-9a-f]{40,64}", above) or not above:
+        return name
+    return f"{above}/{name}"
+
+
+def _without_folders(text: str) -> str:
+    """'categories file /tmp/x/site.json' -> 'categories file site.json'."""
+    return re.sub(r"(?<!\S)/\S*/", "", text)
+
+
+def local_key(path, categories=None) -> str:
+    """The model key of a model file/folder on this server, with an optional categories file."""
+    key = f"{LOCAL_PREFIX}{os.path.abspath(os.path.expanduser(str(path)))}"
+    if categories:
+        key += CATEGORIES_SEP + os.path.abspath(os.path.expanduser(str(categories)))
+    return key
+
+
+def split_local_key(key: str) -> tuple[str, str | None]:
+    """`local:<path>[::categories=<file>]` -> (path, categories file or None)."""
+    path, _, cats = key[len(LOCAL_PREFIX):].partition(CATEGORIES_SEP)
+    return path, cats or None
 
 
 def official_keys() -> list[str]:
@@ -53,15 +85,25 @@ def weights_on_disk(key: str) -> bool:
         return False
 
 
-def cli_checkpoint(argv=None) -> str | None:
-    """The path given as `streamlit run app.py -- --checkpoint PATH` (or --checkpoint=PATH)."""
+def _cli_option(name: str, argv=None) -> str | None:
     args = list(sys.argv[1:] if argv is None else argv)
     for i, a in enumerate(args):
-        if a == "--checkpoint" and i + 1 < len(args):
+        if a == name and i + 1 < len(args):
             return args[i + 1]
-        if a.startswith("--checkpoint="):
+        if a.startswith(name + "="):
             return a.split("=", 1)[1]
     return None
+
+
+def cli_checkpoint(argv=None) -> str | None:
+    """The path given as `streamlit run app.py -- --checkpoint PATH` (or --checkpoint=PATH): a
+    checkpoint file or a Hugging Face model folder."""
+    return _cli_option("--checkpoint", argv)
+
+
+def cli_categories(argv=None) -> str | None:
+    """The categories file given as `streamlit run app.py -- --checkpoint PATH --categories FILE`."""
+    return _cli_option("--categories", argv)
 
 
 def default_model_key() -> tuple[str, str | None]:
@@ -73,9 +115,10 @@ def default_model_key() -> tuple[str, str | None]:
     path = cli_checkpoint()
     if path:
         p = os.path.abspath(os.path.expanduser(path))
-        if os.path.isfile(p):
-            local_checkpoints().add(p)
-            return f"{LOCAL_PREFIX}{p}", None
+        if os.path.exists(p):
+            key = local_key(p, cli_categories())
+            local_checkpoints().add(key[len(LOCAL_PREFIX):])
+            return key, None
         key, note = _default_without_checkpoint()
         return key, (f"The app was started with --checkpoint {path}, but there is no such file; using "
                      f"**{key}** instead. " + (note or ""))
@@ -102,13 +145,15 @@ def load_model(key: str):
         model.model_name, model.weights_source = key, "random initialisation (test mode)"
         return model
     if key.startswith(LOCAL_PREFIX):
-        return detr_viz.create_model(key[len(LOCAL_PREFIX):])
+        path, cats = split_local_key(key)
+        return detr_viz.create_model(path, categories=cats)
     return detr_viz.create_model(key, weights="official")
 
 
 @st.cache_resource(show_spinner=False)
 def local_checkpoints() -> set:
-    """Local checkpoint paths chosen on this server (only these may come back through a URL)."""
+    """Local models chosen on this server, as `<path>[::categories=<file>]` (the key without its
+    prefix): only these may come back through a URL."""
     return set()
 
 
@@ -148,3 +193,57 @@ def download_weights(key: str, container=None) -> None:
         weights.fetch(key, progress=progress)
     finally:
         bar.empty()
+
+
+def source_lines(model) -> list[str]:
+    """What the sidebar says of a model's files: format, where its architecture and its
+    categories came from, and whether thing/stuff is a guess."""
+    src = getattr(model, "source", None) or {}
+    lines = []
+    if src.get("format"):
+        lines.append(f"Format: {src['format']}")
+    if src.get("architecture"):
+        lines.append(f"Architecture from: {src['architecture']}")
+    cats = getattr(model, "categories", None)
+    if cats is not None:
+        cfg = getattr(model, "config", None)
+        n = f"{cfg.num_classes} classes, {cfg.num_queries} queries; " if cfg is not None else ""
+        lines.append(f"Categories: {n}{_without_folders(str(cats.source))}")
+        if cats.isthing_guessed:
+            lines.append("Thing/stuff is a guess (no categories file): every class is treated as a thing. "
+                         "Give a categories file on the Home page.")
+    return lines
+
+
+def found_models() -> dict[str, str]:
+    """Models found on this machine without a network call: path -> label. Hugging Face cache
+    folders (`models--org--name` with a DetrForSegmentation config) and `.pth` files in the torch
+    hub checkpoints folder (the registry's own files are the official models, listed above)."""
+    from detr_viz.formats import huggingface
+
+    found = {}
+    for root in huggingface.cache_roots():
+        for repo in sorted(root.glob("models--*--*")) if root.is_dir() else []:
+            snap = huggingface.find(repo)
+            if snap is not None and _is_detr_segmentation(snap / "config.json"):
+                found[str(repo)] = "Hugging Face cache · " + repo.name[len("models--"):].replace("--", "/", 1)
+    hub = os.path.join(torch_hub_dir(), "checkpoints")
+    official = {e.file_name for e in MODELS.values()}
+    if os.path.isdir(hub):
+        for name in sorted(os.listdir(hub)):
+            if name.endswith(".pth") and name not in official:
+                found[os.path.join(hub, name)] = f"torch hub checkpoints · {name}"
+    return found
+
+
+def torch_hub_dir() -> str:
+    import torch
+    return torch.hub.get_dir()
+
+
+def _is_detr_segmentation(config) -> bool:
+    import json
+    try:
+        return "DetrForSegmentation" in (json.loads(config.read_text()).get("architectures") or [])
+    except (OSError, ValueError, AttributeError):
+        return False

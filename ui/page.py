@@ -25,6 +25,7 @@ from detr_viz.stages import STEPS, stage, stages_of_step
 from detr_viz.viz import fit_width
 
 from . import quiz_view, state
+from .models import source_lines
 
 log = logging.getLogger("detr_viz.app")
 
@@ -137,8 +138,9 @@ def _sidebar_body(ctx: state.Context) -> None:
     st.image(display_image(ctx.trace, SIDEBAR_WIDTH), caption=ctx.image_name, width="stretch")
     if ctx.image_credit:
         st.caption(ctx.image_credit)
-    st.markdown(f"**Model:** `{ctx.model_key}`  \n**Device:** {ctx.trace.device_name}  \n"
+    st.markdown(f"**Model:** {state.model_label(ctx.model_key)}  \n**Device:** {ctx.trace.device_name}  \n"
                 f"**Traced in:** {ctx.trace.total_time:.2f} s")
+    st.caption("  \n".join(source_lines(ctx.model)))
     link("app.py", "Change image or model", icon=":material/home:")
 
 
