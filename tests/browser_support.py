@@ -6,7 +6,12 @@ so CI can never go green without its browser tests.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -36,3 +41,42 @@ def require_browser() -> None:
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"browser tests must run here ({REQUIRE_ENV}=1) but cannot: {why}", pytrace=False)
     pytest.skip(why)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(repo: Path, log_path: Path, **env):
+    """`streamlit run app.py` on 127.0.0.1 (a free port, no usage statistics, no file watcher), with
+    the given environment variables; yields its URL once /_stcore/health answers, and stops it."""
+    port = free_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"], cwd=repo, env={**os.environ, **env}, stdout=log,
+            stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(120):
+                try:
+                    if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                except OSError:
+                    time.sleep(0.5)
+            else:
+                pytest.fail(f"streamlit did not start within 60 s (log: {log_path})")
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -4,17 +4,12 @@ Starts the server on 127.0.0.1 (tiny random model, so it is fast), runs a sample
 every page through the sidebar, clicks a pixel on pages 2 and 7, checks that no page shows an
 error, and saves a screenshot of each page under tests/artifacts/screenshots/.
 """
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, require_browser
+from browser_support import CHROMIUM, require_browser, streamlit_server
 from browser_support import CHROMIUM_ARGS as ARGS
 from conftest import REPO
 
@@ -33,41 +28,14 @@ def _browser_here():
     require_browser()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
-    env = {**os.environ, "DETR_VIZ_APP_MODEL": "tiny-random", "DETR_VIZ_DEVICE": "cpu"}
     if SHOTS.exists():                       # only this run's screenshots are counted (and kept)
         shutil.rmtree(SHOTS)
     SHOTS.mkdir(parents=True)
-    log = open(SHOTS.parent / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start within 60 s")
+    with streamlit_server(REPO, SHOTS.parent / "streamlit.log", DETR_VIZ_APP_MODEL="tiny-random",
+                          DETR_VIZ_DEVICE="cpu") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,12 @@
 """Check yourself in a real browser (Debian Chromium, Playwright, `streamlit run app.py` with the tiny
 random model): answer one question of step 4, see the feedback at once, and find it in the score on
 the Questions page."""
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, require_browser
+from browser_support import require_browser, streamlit_server
 from conftest import REPO
+from test_e2e_browser import browser_page, main_text, wait_idle  # noqa: F401  (browser_page: a fixture)
 
 from ui import page as ui_page
 
@@ -20,54 +16,9 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "DETR_VIZ_APP_MODEL": "tiny-random", "DETR_VIZ_DEVICE": "cpu"}
-    log = open(tmp_path_factory.mktemp("streamlit") / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start within 60 s")
+    with streamlit_server(REPO, tmp_path_factory.mktemp("streamlit") / "streamlit.log",
+                          DETR_VIZ_APP_MODEL="tiny-random", DETR_VIZ_DEVICE="cpu") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-@pytest.fixture(scope="module")
-def browser_page(server):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        yield page
-        browser.close()
-
-
-def wait_idle(page, timeout: float = 180.0) -> None:
-    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
-    time.sleep(0.6)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout * 1000)
-    time.sleep(0.3)
-
-
-def main_text(page) -> str:
-    return page.locator('[data-testid="stMain"]').inner_text()
 
 
 def test_answer_a_question_and_see_the_feedback_and_the_score(browser_page, server):

@@ -2,18 +2,13 @@
 changed mask. The shipped toy model on toy scene 3 (query 0 is the star, whose attention is all in
 head 7: with head 7 off its mask dissolves), served by `streamlit run app.py` on 127.0.0.1."""
 import io
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, require_browser
+from browser_support import CHROMIUM, CHROMIUM_ARGS, require_browser, streamlit_server
 from conftest import REPO
 from PIL import Image
-from test_e2e_browser import _free_port, assert_no_error, main_text, wait_idle
+from test_e2e_browser import assert_no_error, main_text, wait_idle
 
 from ui.whatif_view import BADGE, FRAME
 
@@ -28,31 +23,8 @@ def browser_available():
 
 @pytest.fixture(scope="module")
 def server():
-    port = _free_port()
-    env = {**os.environ, "DETR_VIZ_APP_MODEL": "toyworld", "DETR_VIZ_DEVICE": "cpu"}
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    log = open(SHOTS / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not start within 60 s")
+    with streamlit_server(REPO, SHOTS / "streamlit.log", DETR_VIZ_APP_MODEL="toyworld", DETR_VIZ_DEVICE="cpu") as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def pick(page, widget: str, label: str, option: str) -> None:

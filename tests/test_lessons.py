@@ -1,11 +1,11 @@
 """The lesson store: codes, the teacher key, one answer per session, expiry, bounds; in memory and in
 a real redis-server (Debian's package, started here on a free loopback port)."""
 import shutil
-import socket
 import subprocess
 import time
 
 import pytest
+from browser_support import free_port
 
 from detr_viz.lessons import (
     CODE_ALPHABET,
@@ -28,17 +28,11 @@ class Clock:
         return self.now
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def redis_url():
     if not shutil.which("redis-server") and not shutil.os.path.exists(REDIS):
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import redis
