@@ -21,7 +21,7 @@ def server(tmp_path_factory):
         yield url
 
 
-def test_answer_a_question_and_see_the_feedback_and_the_score(browser_page, server):
+def test_answer_a_question_and_see_the_feedback_and_the_score(browser_page, server):  # noqa: F811 (the fixture)
     page = browser_page
     page.goto(server + ui_page.url_of(ui_page.PAGES[4][0]) + "?image=toy:scene1.png")
     wait_idle(page)
