@@ -133,19 +133,22 @@ def test_uploads_in_the_browser_bad_file_then_grayscale(browser_page, server, tm
     assert "coffee.png" in sidebar.inner_text()
     bad = tmp_path / "holiday.jpg"
     bad.write_text("this is a text file, not a photo")
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(bad))
     page.locator('[data-testid="stAlertContentError"]').first.wait_for(timeout=60_000)
     wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     message = page.locator('[data-testid="stAlertContentError"]').first.inner_text()
     assert "holiday.jpg" in message and "not an image" in message, message
-    assert "coffee.png" in sidebar.inner_text()                     # the previous image stays
+    # the previous image stays (waited for: the sidebar is redrawn after the message)
+    page.wait_for_function("document.querySelector('[data-testid=\"stSidebar\"]').innerText.includes('coffee.png')",
+                           timeout=60_000)
+    assert "coffee.png" in sidebar.inner_text() and "holiday.jpg" not in sidebar.inner_text()
     shot(page, "upload_bad_file")
 
     from PIL import Image
     gray = tmp_path / "gradient.png"
     Image.linear_gradient("L").resize((96, 64)).save(gray)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(gray))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(gray))
     page.wait_for_function("document.querySelector('[data-testid=\"stSidebar\"]').innerText.includes('gradient.png')",
                            timeout=120_000)
     wait_idle(page)
