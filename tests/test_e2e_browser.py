@@ -130,7 +130,8 @@ def test_uploads_in_the_browser_bad_file_then_grayscale(browser_page, server, tm
     page.goto(server + "/?image=photo:coffee.png")
     wait_idle(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
-    assert "coffee.png" in sidebar.inner_text()
+    page.wait_for_function("document.querySelector('[data-testid=\"stSidebar\"]').innerText.includes('coffee.png')",
+                           timeout=120_000)                  # traced first (the sidebar is drawn after it)
     bad = tmp_path / "holiday.jpg"
     bad.write_text("this is a text file, not a photo")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(bad))
