@@ -32,6 +32,7 @@ K_PUBLISHED, K_ANSWERED, K_ASKED = "lesson_published", "lesson_answered", "lesso
 K_URL_SEEN, K_PROJECTOR = "lesson_url_seen", "projector"
 W_JOIN, W_QUESTION, W_ANSWER = "lesson_join_code", "lesson_question_pick", "lesson_answer_pick"
 QP_LESSON, QP_TEACH = "lesson", "teach"
+QR_PIXELS = 600                                # the QR code's PNG is at least this wide
 POLL_S = 1                                     # a follower looks for the teacher's changes this often
 
 # What a lesson carries besides image, model, threshold and page: the session keys pages use for
@@ -142,9 +143,9 @@ def _join_from_url() -> None:
     raw, key = qp.get(QP_LESSON), qp.get(QP_TEACH)
     if key:
         del qp[QP_TEACH]
-    if not raw or ss.get(K_URL_SEEN) == (raw, key):
+    if not raw or (ss.get(K_URL_SEEN) == raw and not key):
         return
-    ss[K_URL_SEEN] = (raw, key)
+    ss[K_URL_SEEN] = raw
     try:
         code = join(raw)
     except LessonError as e:
@@ -242,18 +243,19 @@ def _student_question(lesson) -> None:
     st.markdown(f"**Question for the class:** {q.text}")
     if q.revealed is not None:
         st.success(f"The right answer: **{q.revealed}**")
-    if ss.get(K_ANSWERED) == (lesson.code, q.qid):
-        st.caption("Your answer is in (anonymous).")
-        return
-    pick = st.radio("Your answer", q.options, index=None, key=f"{W_ANSWER}_{q.qid}")
-    if st.button("Send my answer", disabled=pick is None, key="lesson_send_answer"):
+    if ss.get(K_ANSWERED) != (lesson.code, q.qid):
+        answer = st.container()
+        pick = answer.radio("Your answer", q.options, index=None, key=f"{W_ANSWER}_{q.qid}")
+        if not answer.button("Send my answer", disabled=pick is None, key="lesson_send_answer"):
+            return
         try:
             store().answer(lesson.code, session_id(), q.qid, pick)
         except LessonError as e:
             st.warning(str(e))
             return
         ss[K_ANSWERED] = (lesson.code, q.qid)
-        st.rerun(scope="fragment")
+        answer.empty()
+    st.caption("Your answer is in (anonymous).")
 
 
 def _teacher_live() -> None:
@@ -274,11 +276,10 @@ def _teacher_live() -> None:
     st.markdown(f"**Asked:** {q.text}")
     total = sum(counts.values())
     st.markdown("  \n".join(f"{o}: **{n}**" for o, n in counts.items()) + f"  \n{total} answers")
+    if q.revealed is None and st.button("Reveal the right answer", key="lesson_reveal"):
+        q = store().reveal(lesson.code, ss[K_KEY], ss.get(K_ASKED)).question
     if q.revealed is not None:
         st.success(f"Revealed: **{q.revealed}**")
-    elif st.button("Reveal the right answer", key="lesson_reveal"):
-        store().reveal(lesson.code, ss[K_KEY], ss.get(K_ASKED))
-        st.rerun(scope="fragment")
 
 
 # ---- the sidebar box ----------------------------------------------------------------------------
@@ -362,10 +363,13 @@ def join_link(code: str, coteacher_key: str | None = None) -> str:
 
 
 def qr_png(text: str) -> bytes:
-    """A QR code of `text` (segno), big modules: scannable from the back of a room when projected."""
+    """A QR code of `text` (segno), at least QR_PIXELS wide whatever the link's length, with whole
+    pixels per module: projected at half a 1080p screen's height it is ~1 m wide, scannable from 8 m."""
     import segno
+    qr = segno.make(text, error="m", micro=False)
+    width = qr.symbol_size(scale=1, border=2)[0]
     buf = io.BytesIO()
-    segno.make(text, error="m").save(buf, kind="png", scale=16, border=2)
+    qr.save(buf, kind="png", scale=max(4, -(-QR_PIXELS // width)), border=2)
     return buf.getvalue()
 
 
@@ -406,7 +410,6 @@ def _start_or_join() -> None:
         if st.button("Join the lesson", key="lesson_join"):
             try:
                 join(code)
-                ss[K_URL_SEEN] = (code, None)
                 st.rerun()
             except LessonError as e:
                 st.error(str(e))
@@ -430,4 +433,4 @@ def _teacher_home() -> None:
             leave(f"Lesson {code} has ended.")
             st.rerun()
     with right:
-        st.image(qr_png(link), caption=f"Scan to join lesson {code}", width=420)
+        st.image(qr_png(link), caption=f"Scan to join lesson {code}", width=480)
