@@ -106,7 +106,7 @@ def go(page, label: str) -> None:
 
 
 def slider_value(page) -> str:
-    return page.locator('[data-testid="stSlider"] [role="slider"]').first.get_attribute("aria-valuenow")
+    return page.locator('[data-testid="stSlider"] input[type="range"]').first.get_attribute("aria-valuetext")
 
 
 def test_lesson_in_two_browser_contexts():
@@ -124,14 +124,14 @@ def test_lesson_in_two_browser_contexts():
         heading(teacher, 3).wait_for()
         expect(heading(student, 3)).to_be_visible(timeout=FOLLOW_S + 60_000)   # first trace of page 3 included
         # threshold (the slider's keyboard steps of 0.01)
-        thumb = teacher.locator('[data-testid="stSlider"] [role="slider"]').first
+        thumb = teacher.locator('[data-testid="stSlider"] input[type="range"]').first
         thumb.focus()
         for _ in range(5):
             thumb.press("ArrowLeft")
         teacher.wait_for_timeout(1500)
         want = slider_value(teacher)
-        expect(student.locator('[data-testid="stSlider"] [role="slider"]').first).to_have_attribute(
-            "aria-valuenow", want, timeout=FOLLOW_S)
+        expect(student.locator('[data-testid="stSlider"] input[type="range"]').first).to_have_attribute(
+            "aria-valuetext", want, timeout=FOLLOW_S)
         # query
         picker = teacher.get_by_test_id("stSelectbox").filter(has_text="Query").first
         picker.click()
@@ -144,6 +144,7 @@ def test_lesson_in_two_browser_contexts():
 
         # detach, click elsewhere, re-attach
         student.get_by_role("button", name="Explore on my own").click()
+        student.get_by_role("button", name="Back to the teacher").wait_for()
         go(student, "1 · Backbone")
         heading(student, 1).wait_for()
         student.wait_for_timeout(2500)
@@ -155,6 +156,7 @@ def test_lesson_in_two_browser_contexts():
         forger = open_page(b, f"{url}/?lesson={code}&teach=forged")
         expect(forger.get_by_text("not valid", exact=False).first).to_be_visible(timeout=60_000)
         forger.get_by_role("button", name="Explore on my own").click()
+        forger.get_by_role("button", name="Back to the teacher").wait_for()
         go(forger, "7 · Merge")
         forger.wait_for_timeout(3000)
         assert heading(student, 3).is_visible() and heading(teacher, 3).is_visible()
