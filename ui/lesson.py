@@ -41,7 +41,7 @@ FOLLOWED_KEYS = (session.K_QUERY, "att_query", "att_head", "enc_layer", "enc_hea
                  "dec_heads", "bb_level", "upsampling_view", "merge_pixel", "enc_click")
 TUPLE_KEYS = {"merge_pixel"}                   # (trace_key, (x, y)): JSON gives lists back
 # Widgets that show K_QUERY / K_THRESHOLD (page.query_picker, page.threshold_slider): their own state
-# is dropped when the teacher's value arrives, so they draw it instead of writing the old one back.
+# is set to the teacher's value too, so they draw it instead of writing the old one back.
 QUERY_WIDGETS = ("dec_query", "concat_query", "upsampling_query")
 THRESHOLD_WIDGETS = ("threshold_widget",)
 
@@ -122,11 +122,12 @@ def apply_choices(choices: dict) -> None:
     if choices.get("threshold") is not None and ss.get(session.K_THRESHOLD) != float(choices["threshold"]):
         ss[session.K_THRESHOLD] = float(choices["threshold"])
         for w in THRESHOLD_WIDGETS:
-            ss.pop(w, None)
+            ss[w] = float(choices["threshold"])
     query = (choices.get("keys") or {}).get(session.K_QUERY)
     if query is not None and ss.get(session.K_QUERY) != query:
         for w in QUERY_WIDGETS:
-            ss.pop(w, None)
+            if w in ss:
+                ss[w] = query
     for k, v in (choices.get("keys") or {}).items():
         if k in FOLLOWED_KEYS and ss.get(k) != (_tuples(v) if k in TUPLE_KEYS else v):
             ss[k] = _tuples(v) if k in TUPLE_KEYS else v
