@@ -112,7 +112,7 @@ def main() -> int:
                 teacher.get_by_role("option").nth(1 + i % 3).click()
                 time.sleep(0.3)
                 chosen = picker.inner_text().splitlines()[-1].split(":")[0]
-                got = wait_all(followers, lambda p, c=chosen: c in p.get_by_test_id("stSelectbox").filter(
+                got = wait_all(followers, lambda p, c=chosen + ":": c in p.get_by_test_id("stSelectbox").filter(
                     has_text="Query").first.inner_text())
                 what = f"{chosen}"
             cpu.append(cpu_s(pid) - c0)

@@ -106,6 +106,10 @@ def go(page, label: str) -> None:
     page.locator('[data-testid="stSidebar"] [data-testid="stPageLink-NavLink"]').filter(has_text=label).first.click()
 
 
+def idle(page) -> None:
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+
+
 def slider_value(page) -> str:
     return page.locator('[data-testid="stSlider"] input[type="range"]').first.get_attribute("aria-valuetext")
 
@@ -149,8 +153,9 @@ def test_lesson_in_two_browser_contexts():
         heading(student, 1).wait_for()
         student.wait_for_timeout(2500)
         assert heading(student, 1).is_visible()                 # not pulled back while detached
+        idle(student)
         student.get_by_role("button", name="Back to the teacher").click()
-        expect(heading(student, 3)).to_be_visible(timeout=FOLLOW_S)
+        expect(heading(student, 3)).to_be_visible(timeout=FOLLOW_S + 10_000)   # page 3 drawn again
 
         # a student with an edited URL cannot drive
         forger = open_page(b, f"{url}/?lesson={code}&teach=forged", home=False)   # it follows to page 3
