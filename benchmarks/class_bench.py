@@ -91,7 +91,7 @@ def main() -> int:
             p = new_page()
             join_lesson(p, code)
             followers.append(p)
-        print(f"{args.followers} followers joined lesson {code} in {time.perf_counter() - t_join:.0f} s")
+        print(f"{args.followers} followers joined lesson {code} in {time.perf_counter() - t_join:.0f} s", flush=True)
         go(teacher, "3 · Decoder")                  # warm-up: the first visit of page 3 (not timed)
         heading(teacher, 3).wait_for()
         wait_all(followers, lambda p: heading(p, 3).is_visible(), 300)
@@ -117,7 +117,7 @@ def main() -> int:
                 what = f"{chosen}"
             cpu.append(cpu_s(pid) - c0)
             lat += got
-            print(f"change {i + 1} ({what}): max {max(got):.2f} s, server CPU {cpu[-1]:.2f} s")
+            print(f"change {i + 1} ({what}): max {max(got):.2f} s, server CPU {cpu[-1]:.2f} s", flush=True)
             time.sleep(1.5)
         rss = max(rss, rss_mb(pid))
         # class answers
@@ -131,11 +131,11 @@ def main() -> int:
         rss = max(rss, rss_mb(pid))
     lat_sorted = sorted(lat)
     p95 = lat_sorted[min(len(lat_sorted) - 1, int(0.95 * len(lat_sorted)))]
-    print(f"\nfollowers: {args.followers} (headless Chromium pages), model {args.model}, {args.changes} changes")
-    print(f"follow latency: p50 {statistics.median(lat):.2f} s, p95 {p95:.2f} s, max {max(lat):.2f} s")
-    print(f"server CPU per teacher change: {statistics.mean(cpu):.2f} s (max {max(cpu):.2f} s)")
-    print(f"server RSS with {args.followers} followers: {rss:.0f} MB")
-    print(f"all {args.followers} answered and the teacher sees the count: {answered:.1f} s after 'Ask the class'")
+    print(f"\nfollowers: {args.followers} (headless Chromium pages), model {args.model}, {args.changes} changes", flush=True)
+    print(f"follow latency: p50 {statistics.median(lat):.2f} s, p95 {p95:.2f} s, max {max(lat):.2f} s", flush=True)
+    print(f"server CPU per teacher change: {statistics.mean(cpu):.2f} s (max {max(cpu):.2f} s)", flush=True)
+    print(f"server RSS with {args.followers} followers: {rss:.0f} MB", flush=True)
+    print(f"all {args.followers} answered and the teacher sees the count: {answered:.1f} s after 'Ask the class'", flush=True)
     return 0
 
 
