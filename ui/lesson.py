@@ -247,7 +247,10 @@ def _student_question(lesson) -> None:
     if ss.get(K_ANSWERED) != (lesson.code, q.qid):
         answer = st.container()
         pick = answer.radio("Your answer", q.options, index=None, key=f"{W_ANSWER}_{q.qid}")
-        if not answer.button("Send my answer", disabled=pick is None, key="lesson_send_answer"):
+        if not answer.button("Send my answer", key="lesson_send_answer"):
+            return
+        if pick is None:
+            answer.warning("Pick an answer first, then send it.")
             return
         try:
             store().answer(lesson.code, session_id(), q.qid, pick)
