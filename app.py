@@ -13,7 +13,7 @@ import detr_viz
 from detr_viz import MODELS, WeightsUnavailable, samples
 from detr_viz.explain import home
 from detr_viz.explain.common import dims
-from ui import page, state
+from ui import lesson, page, state
 from ui.own_model import own_model_section
 from ui.server_panel import server_panel
 
@@ -168,6 +168,7 @@ st.markdown(
     "diagram below are this photo's tensors, and each box opens the page that explains its step. "
     "Upload a photo or pick a sample, choose a model, then walk through the seven steps.")
 page.choice()
+lesson.home_section()
 col_image, col_model = st.columns(2, gap="large")
 with col_image:
     page.guard(lambda _: image_picker(), None)

@@ -24,7 +24,7 @@ from detr_viz.explain.step3_decoder import query_class
 from detr_viz.stages import STEPS, stage, stages_of_step
 from detr_viz.viz import fit_width
 
-from . import quiz_view, state
+from . import lesson, quiz_view, state
 from .models import source_lines
 
 log = logging.getLogger("detr_viz.app")
@@ -50,8 +50,10 @@ SIDEBAR_WIDTH = 320          # the photo in the sidebar (sent at this size, not 
 def setup(step: int | None, title: str | None = None) -> state.Context:
     """Every page starts here: page config, the context (image, model, trace), sidebar, header."""
     configure(step, title)
+    lesson.follow(step)          # a student takes the teacher's choices (and page); a teacher publishes
     ctx = context()
     sidebar(ctx)
+    lesson.panel(ctx, step)
     notes(ctx)
     if step and step <= 7:
         header(step)
