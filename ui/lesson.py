@@ -24,6 +24,7 @@ from detr_viz import quiz
 from detr_viz.lessons import LessonError, Question, lesson_store_from_env, normalize_code
 
 from . import session
+from .page_files import PAGES
 
 # Session keys.
 K_CODE, K_KEY, K_COKEY = "lesson_code", "lesson_teacher_key", "lesson_coteacher_key"
@@ -201,7 +202,6 @@ def _catch_up(step: int | None) -> None:
     ss["lesson_version"] = lesson.version
     target = lesson.choices.get("page")
     if target is not None and int(target) != int(step or 0):
-        from .page import PAGES
         if int(target) in PAGES:
             st.switch_page(PAGES[int(target)][0])
 
