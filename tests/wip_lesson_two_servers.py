@@ -1,3 +1,4 @@
+# NOT COLLECTED (file name): this two-server Redis walk does not pass yet; rename to test_lesson_two_servers.py once it does.
 """Two app servers share their lessons through a real redis-server: a teacher on server A, a student
 on server B who follows. Two real `streamlit run app.py` processes (DETR_VIZ_LESSON_STORE pointing
 at one Redis, started on a free loopback port), driven by Chromium through Playwright; no process
