@@ -35,3 +35,10 @@ def png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def session_trace(at: AppTest):
+    """The trace the app made for this session's image and model (kept in the shared store)."""
+    from ui import state
+    ss = at.session_state
+    return state.trace_store().get((ss[state.K_MODEL], state.image_hash(ss[state.K_IMAGE_BYTES])))

@@ -4,7 +4,7 @@ threshold, click on the grid of maps) change what is shown."""
 
 import numpy as np
 import pytest
-from app_helpers import app, assert_clean, texts
+from app_helpers import app, assert_clean, session_trace, texts
 
 from detr_viz.explain import step4_box_attention as att
 from detr_viz.explain.common import dims
@@ -16,12 +16,6 @@ PAGES = {1: "pages/1_Backbone.py", 2: "pages/2_Encoder.py", 3: "pages/3_Decoder.
 @pytest.fixture(autouse=True)
 def tiny_model_app(monkeypatch):
     monkeypatch.setenv(state.APP_MODEL_ENV, state.TINY_RANDOM)
-
-
-def session_trace(at):
-    """The trace the app made for this session's image and model (kept in the shared store)."""
-    ss = at.session_state
-    return state.trace_store().get((ss[state.K_MODEL], state.image_hash(ss[state.K_IMAGE_BYTES])))
 
 
 def shapes_table(at):

@@ -4,7 +4,7 @@ photo starts fresh questions, and the Questions page links each curriculum item 
 import re
 
 import pytest
-from app_helpers import app, assert_clean, texts
+from app_helpers import app, assert_clean, session_trace, texts
 
 from detr_viz import curriculum, quiz
 from ui import page, quiz_view, state
@@ -17,11 +17,6 @@ ENCODER = page.PAGES[2][0]
 @pytest.fixture(autouse=True)
 def tiny_model_app(monkeypatch):
     monkeypatch.setenv(state.APP_MODEL_ENV, state.TINY_RANDOM)
-
-
-def session_trace(at):
-    ss = at.session_state
-    return state.trace_store().get((ss[state.K_MODEL], state.image_hash(ss[state.K_IMAGE_BYTES])))
 
 
 def quiz_radio(at, qid):

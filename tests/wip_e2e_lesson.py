@@ -10,17 +10,11 @@ student answers and the teacher sees the count. Screenshots go to tests/artifact
 """
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, require_browser
+from browser_support import CHROMIUM, CHROMIUM_ARGS, require_browser, streamlit_server
 from conftest import REPO
 
 from detr_viz.stages import STEPS
@@ -30,38 +24,12 @@ SHOTS = REPO / "tests" / "artifacts" / "screenshots"
 FOLLOW_S = 8_000            # ms: the issue asks for 2 s; on 2 busy cores the test allows more (the bench measures it)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def app_server(env_extra: dict | None = None, name: str = "lesson"):
-    """`streamlit run app.py` on a free loopback port; yields its URL."""
-    port = free_port()
-    env = {**os.environ, "DETR_VIZ_APP_MODEL": "tiny-random", "DETR_VIZ_DEVICE": "cpu", **(env_extra or {})}
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    log = open(SHOTS.parent / f"streamlit_{name}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"streamlit ({name}) did not start within 60 s")
+    """`streamlit run app.py` on a free loopback port (browser_support.streamlit_server); yields its URL."""
+    env = {"DETR_VIZ_APP_MODEL": "tiny-random", "DETR_VIZ_DEVICE": "cpu", **(env_extra or {})}
+    with streamlit_server(REPO, SHOTS.parent / f"streamlit_{name}.log", **env) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
 
 
 @contextmanager

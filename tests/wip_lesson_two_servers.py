@@ -5,8 +5,8 @@ at one Redis, started on a free loopback port), driven by Chromium through Playw
 memory is shared, so the lesson can only reach B through Redis."""
 import pytest
 from browser_support import require_browser
-from test_e2e_lesson import FOLLOW_S, app_server, browser, go, heading, join_lesson, open_page, start_lesson
 from test_lessons import redis_url  # noqa: F401  (the fixture: redis-server on a free port)
+from wip_e2e_lesson import FOLLOW_S, app_server, browser, go, heading, join_lesson, open_page, start_lesson
 
 pytestmark = pytest.mark.browser
 
